@@ -1,0 +1,132 @@
+"""Checkpoints: one file holds everything to continue bit-exactly, written atomically, read
+with torch.load(weights_only=True) so that opening a file never runs code from it."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from genlab import GenlabError
+
+FORMAT = 1
+TRUSTED_TARGETS = ("genlab.", "torch.")
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory (-> its checkpoints/last.pt)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "checkpoints" / "last.pt" if (p / "checkpoints").is_dir() else p / "last.pt"
+    if not p.is_file():
+        raise GenlabError(f"no checkpoint at {path}; pass a run directory (with checkpoints/last.pt) or a .pt file")
+    return p
+
+
+def save(state: dict, path: Path) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over
+    `path`: a crash at any moment leaves either the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: str | os.PathLike) -> tuple[dict, Path]:
+    """(state, file path) of a genlab checkpoint, or one clear GenlabError."""
+    p = resolve(path)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code in it, not a torch file at all
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GenlabError(f"cannot read checkpoint {p}: it is corrupt or not a genlab checkpoint ({first})") from None
+    if not isinstance(state, dict) or "genlab_format" not in state:
+        raise GenlabError(f"{p} is not a genlab checkpoint (no genlab_format key); pass a file written by genlab train")
+    if state["genlab_format"] > FORMAT:
+        raise GenlabError(f"{p} was written by a newer genlab (format {state['genlab_format']}); upgrade genlab")
+    check_targets(state["config"])
+    return state, p
+
+
+def check_targets(node, where: str = "config") -> None:
+    """A checkpoint's config may only instantiate classes from genlab and torch."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and not str(target).startswith(TRUSTED_TARGETS):
+            raise GenlabError(f"refusing {where}._target_={target!r} from a checkpoint: only genlab.* and torch.* are trusted")
+        for k, v in node.items():
+            check_targets(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            check_targets(v, f"{where}[{i}]")
+
+
+def load_model_state(model: nn.Module, state_dict: dict, path: Path) -> None:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        detail = str(e).splitlines()[0]
+        raise GenlabError(f"checkpoint {path} holds a different model than the one configured ({detail}); "
+                          "use the model and sizes it was trained with") from None
+
+
+def rng_state() -> dict:
+    """Every random generator the training touches, as tensors and plain containers."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {**np_state, "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"]}},
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = dict(state["numpy"])
+    np_state["state"] = {"key": state["numpy"]["state"]["key"].numpy().astype(np.uint32), "pos": state["numpy"]["state"]["pos"]}
+    np.random.set_state(np_state)
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(x):
+    return [_to_lists(v) for v in x] if isinstance(x, tuple) else x
+
+
+def _to_tuples(x):
+    return tuple(_to_tuples(v) for v in x) if isinstance(x, list) else x
+
+
+def load_trained(path: str | os.PathLike, device: torch.device, use_ema: bool = True):
+    """(model in eval mode on device, its training config, checkpoint state, file, "ema" | "live"):
+    the model is rebuilt from the config inside the checkpoint, with the EMA weights where
+    the checkpoint has them and use_ema is set."""
+    from omegaconf import OmegaConf
+
+    from genlab.config import build
+
+    state, p = load(path)
+    cfg = OmegaConf.create(state["config"])
+    model = build(cfg.model, "model")
+    weights = "ema" if use_ema and state.get("ema") else "live"
+    load_model_state(model, state[weights if weights == "ema" else "model"], p)
+    return model.to(device).eval(), cfg, state, p, weights

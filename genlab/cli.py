@@ -1,0 +1,61 @@
+"""`genlab <verb> [hydra overrides]`: pops the verb and hands the rest to Hydra with
+config_name = verb, so -m sweeps, --cfg, --help and launcher plugins work as in any Hydra app."""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+
+VERBS = {
+    "train": ("genlab.train", "train a model: genlab train model=vae data=digits trainer.max_steps=2000"),
+    "eval": ("genlab.evaluate", "evaluate a checkpoint: genlab eval ckpt=outputs/<run>"),
+    "sample": ("genlab.sample", "grids and animations from a checkpoint: genlab sample ckpt=outputs/<run>"),
+}
+
+USAGE = "usage: genlab <verb> [key=value ...] [-m] [--help] [--cfg job]\n\nverbs:\n" + "\n".join(
+    f"  {verb:<8}{text}" for verb, (_, text) in VERBS.items()
+) + "\n\n`genlab <verb> --help` lists the verb's config groups and options."
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        sys.exit(0 if argv else 2)
+    if argv[0] == "--version":
+        from genlab import __version__
+
+        print(f"genlab {__version__}")
+        sys.exit(0)
+    verb = argv[0]
+    if verb not in VERBS:
+        print(f"genlab: error: unknown verb {verb!r}; choose one of {', '.join(VERBS)}\n\n{USAGE}", file=sys.stderr)
+        sys.exit(2)
+    import hydra
+
+    import genlab.config  # noqa: F401  (registers the resolvers the configs use)
+
+    run = importlib.import_module(VERBS[verb][0]).run
+    sys.argv = [f"genlab {verb}", *argv[1:]]
+    hydra.main(version_base=None, config_path="pkg://genlab.configs", config_name=verb)(_task(run))()
+
+
+def _task(run):
+    def task(cfg):
+        from genlab import GenlabError
+
+        try:
+            result = run(cfg)
+        except GenlabError as e:
+            print(f"genlab: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(result, dict) and result.get("interrupted"):
+            sys.exit(128 + signal.Signals[result["interrupted"]].value)
+        return result
+
+    return task
+
+
+if __name__ == "__main__":
+    main()

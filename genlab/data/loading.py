@@ -1,0 +1,120 @@
+"""Data sets from config, and the resumable training stream.
+
+Exact resume needs the data position and the augmentation randomness to be functions of
+(seed, epoch, position) alone: the batch sampler draws each epoch's permutation from its own
+generator and starts at any batch, and each sample's augmentation runs under a seed derived
+from its place in the stream, whatever the number of loader workers."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from genlab import GenlabError
+from genlab.config import build
+from genlab.data.transforms import augment
+
+
+def build_dataset(data_cfg: DictConfig, split: str) -> Dataset:
+    return build(data_cfg.dataset, "data.dataset", split=split)
+
+
+class EpochBatchSampler(Sampler):
+    """Batches of (index, augmentation seed) pairs: a fresh permutation each epoch (or the
+    identity when shuffle=False), dropping the last partial batch, starting at `position`."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True):
+        if n < batch_size:
+            raise GenlabError(f"the data set has {n} images, fewer than data.batch_size={batch_size}; lower data.batch_size")
+        self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.epoch, self.position = 0, 0
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size
+
+    def __iter__(self):
+        epoch, start = self.epoch, self.position
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+        else:
+            order = torch.arange(self.n)
+        base = (self.seed * 1_000_003 + epoch) * self.n
+        for b in range(start, len(self)):
+            ids = order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            yield [(i, (base + b * self.batch_size + j) % 2**62) for j, i in enumerate(ids)]
+
+
+class Augmented(Dataset):
+    """Applies the configured augmentation under the per-sample seed the sampler hands out."""
+
+    def __init__(self, dataset: Dataset, hflip: bool = False, crop_padding: int = 0):
+        self.dataset, self.hflip, self.crop_padding = dataset, hflip, crop_padding
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        index, seed = item
+        sample = self.dataset[index]
+        if self.hflip or self.crop_padding:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                sample = {**sample, "image": augment(sample["image"], self.hflip, self.crop_padding)}
+        return sample
+
+
+class TrainStream:
+    """An endless iterator of training batches that knows its (epoch, batch) position."""
+
+    def __init__(self, data_cfg: DictConfig, seed: int):
+        dataset = build_dataset(data_cfg, "train")
+        aug = data_cfg.get("augment") or {}
+        self.sampler = EpochBatchSampler(len(dataset), data_cfg.batch_size, seed)
+        self.loader = DataLoader(
+            Augmented(dataset, bool(aug.get("hflip", False)), int(aug.get("crop_padding", 0))),
+            batch_sampler=self.sampler,
+            num_workers=data_cfg.get("num_workers", 0),
+            pin_memory=torch.cuda.is_available(),
+            generator=torch.Generator(),  # workers' base seed must not draw from the global RNG
+        )
+        self.dataset = dataset
+        self._iter = None
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.sampler.epoch, "position": self.sampler.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.epoch, self.sampler.position = int(state["epoch"]), int(state["position"])
+        self._iter = None
+
+    def __next__(self) -> dict:
+        while True:
+            if self._iter is None:
+                self._iter = iter(self.loader)
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                self.sampler.epoch, self.sampler.position, self._iter = self.sampler.epoch + 1, 0, None
+                continue
+            self.sampler.position += 1
+            return batch
+
+
+def eval_loader(data_cfg: DictConfig, split: str = "test", batch_size: int | None = None, max_images: int | None = None) -> DataLoader:
+    """Deterministic, unshuffled, unaugmented batches of a split (its first max_images
+    images when given), the last batch partial."""
+    dataset = build_dataset(data_cfg, split)
+    if max_images:
+        dataset = Subset(dataset, range(min(int(max_images), len(dataset))))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size or data_cfg.batch_size,
+        shuffle=False,
+        num_workers=data_cfg.get("num_workers", 0),
+        generator=torch.Generator(),
+    )

@@ -1,0 +1,52 @@
+"""Image grids and animations on disk: [-1, 1] tensors in, PNG and GIF files out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """[-1, 1] floats -> uint8 in [0, 255] with round-to-nearest, as image files store them."""
+    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def interleave_rows(rows: list[Tensor], ncol: int) -> Tensor:
+    """Rows of equal length n -> one batch whose grid (ncol per line) shows, block by block,
+    row 0 above row 1 above ...: inputs above their reconstructions."""
+    n = rows[0].shape[0]
+    blocks = []
+    for start in range(0, n, ncol):
+        blocks += [r[start : start + ncol] for r in rows]
+    return torch.cat(blocks)
+
+
+def grid(x: Tensor, ncol: int = 8) -> Tensor:
+    """(N, C, H, W) in [-1, 1] -> (3 or C, H', W') uint8 grid."""
+    return make_grid(to_uint8(x), nrow=ncol, padding=2, pad_value=255)
+
+
+def save_grid(x: Tensor, path: str | Path, ncol: int = 8) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _pil(grid(x, ncol)).save(path)
+    return path
+
+
+def save_gif(frames: list[Tensor], path: str | Path, ncol: int = 8, ms_per_frame: int = 120) -> Path:
+    """Each frame a batch (N, C, H, W) shown as a grid; the GIF loops back and forth."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [_pil(grid(f, ncol)) for f in frames]
+    images = images + images[-2:0:-1]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    return path
+
+
+def _pil(g: Tensor) -> Image.Image:
+    arr = g.permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)

@@ -1,0 +1,50 @@
+"""Evaluation metrics. Image-quality metrics (FID, IS, ...) plug in beside the reconstruction ones."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from genlab.device import to_device
+
+
+@torch.no_grad()
+def split_means(model, loader, device: torch.device, max_batches: int | None = None) -> dict[str, float]:
+    """Mean over the images of a split of each per-image metric of `model.evaluate_batch`."""
+    sums: dict[str, float] = {}
+    n = 0
+    for i, batch in enumerate(loader):
+        if max_batches and i >= max_batches:
+            break
+        batch = to_device(batch, device)
+        for k, v in model.evaluate_batch(batch).items():
+            sums[k] = sums.get(k, 0.0) + v.double().sum().item()
+        n += batch["image"].shape[0]
+    return {k: v / n for k, v in sums.items()}
+
+
+def reconstruction_metrics(model, loader, device, cfg) -> dict[str, float]:
+    """Every per-image metric of model.evaluate_batch over the split: reconstruction MSE and
+    PSNR for every autoencoder, plus the ELBO and its terms for the VAE."""
+    return split_means(model, loader, device)
+
+
+@torch.no_grad()
+def likelihood_metrics(model, loader, device, cfg) -> dict[str, float]:
+    """The importance-sampled log-likelihood bound of a VAE, in nats per image and bits per dim."""
+    k = int(cfg.get("iw_samples", 1000))
+    total, n, dims = 0.0, 0, None
+    for batch in loader:
+        x = to_device(batch, device)["image"]
+        total += model.log_likelihood_bound(x, k=k).double().sum().item()
+        n, dims = n + x.shape[0], x[0].numel()
+    ll = total / n
+    return {f"log_likelihood_iw{k}": ll, f"bits_per_dim_iw{k}": -ll / (dims * math.log(2))}
+
+
+# name -> (function, does the model support it)
+METRICS = {
+    "recon": (reconstruction_metrics, lambda model: hasattr(model, "reconstruct")),
+    "nll": (likelihood_metrics, lambda model: hasattr(model, "log_likelihood_bound")),
+}

@@ -1,0 +1,1 @@
+"""Model families: each says what to optimise through the contract in `base.py`."""

@@ -1,0 +1,1 @@
+"""Plain networks with no training logic, shared by the model families."""

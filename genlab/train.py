@@ -1,0 +1,54 @@
+"""`genlab train`: build data, model and trainer from a config, then fit."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from genlab import GenlabError, checkpoint
+from genlab.config import build, resume_config, seed_everything
+from genlab.data.loading import TrainStream, eval_loader
+from genlab.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def _hydra_context() -> tuple[Path | None, list[str], dict]:
+    """(output dir, task overrides, group choices) of the running Hydra job, if any."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, [], {}
+    hc = HydraConfig.get()
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
+    return Path(hc.runtime.output_dir), list(hc.overrides.task), choices
+
+
+def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
+    """Train the configured model; returns the trainer's summary (final losses, metrics, paths).
+
+    Callable without the CLI: pass a composed config and a run directory."""
+    hydra_dir, overrides, choices = _hydra_context()
+    run_dir = Path(run_dir or hydra_dir or os.getcwd())
+    resume = None
+    if cfg.get("resume"):
+        state, path = checkpoint.load(cfg.resume)
+        saved_choices = state.get("choices", {})
+        cfg = resume_config(state["config"], saved_choices, overrides)
+        choices = saved_choices
+        resume = (state, path)
+    if "model" not in cfg or "_target_" not in cfg.model:
+        raise GenlabError("no model configured; pick one with model=<name> (see genlab train --help)")
+    seed_everything(int(cfg.trainer.seed))
+    model = build(cfg.model, "model")
+    stream = TrainStream(cfg.data, int(cfg.trainer.seed))
+    val = eval_loader(cfg.data, "test")
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("resume", None)
+    trainer = Trainer(cfg, model, stream, val, run_dir, container, extra_state={"choices": choices})
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s (%s parameters) on %s, %d steps, run dir %s", type(model).__name__, f"{n_params:,}", trainer.device, trainer.total_steps, run_dir)
+    return trainer.fit(resume)

@@ -1,0 +1,282 @@
+"""THE training loop. Every optimizer step of every model family happens here: phases,
+mixed precision, gradient clipping, EMA, schedulers, logging, sampling, evaluation and
+checkpoint cadence, exact resume and graceful stop on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import genlab
+from genlab import GenlabError, checkpoint
+from genlab.data.loading import TrainStream
+from genlab.device import autocast_context, check_precision, select_device, to_device
+from genlab.ema import EMA
+from genlab.metrics import split_means
+from genlab.models.base import GenerativeModel
+from genlab.reporting import Reporter, flatten
+
+log = logging.getLogger(__name__)
+def rng_sandbox(device: torch.device, seed: int):
+    """Run a block on its own seeded RNG and leave the training RNG untouched, so that
+    sampling and evaluation never change what training draws next (exact resume)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    return ctx()
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, model: GenerativeModel, stream: TrainStream, val_loader, run_dir: Path, config_container: dict, extra_state: dict | None = None):
+        t = cfg.trainer
+        self.cfg, self.t, self.run_dir, self.config_container = cfg, t, Path(run_dir), config_container
+        self.extra_state = extra_state or {}
+        self.device = select_device(t.device)
+        self.precision = check_precision(t.precision, self.device)
+        self.model = model.to(self.device)
+        self.stream, self.val_loader = stream, val_loader
+        self.total_steps = int(t.max_epochs) * stream.batches_per_epoch if t.get("max_epochs") else int(t.max_steps)
+
+        # one optimizer (and scheduler) per named parameter group
+        self.groups = model.param_groups()
+        for phase in model.phases:
+            if phase.optimizer not in self.groups:
+                raise GenlabError(f"phase {phase.name!r} names optimizer {phase.optimizer!r}, not a parameter group of {type(model).__name__}")
+        groups_cfg = cfg.get("optim_groups")
+        overrides = OmegaConf.to_container(groups_cfg, resolve=True) if groups_cfg else {}
+        unknown = set(overrides) - set(self.groups)
+        if unknown:
+            raise GenlabError(f"optim_groups has {sorted(unknown)}; this model's parameter groups are {sorted(self.groups)}")
+        self.optimizers = {name: instantiate(cfg.optim, **overrides.get(name, {}))(params) for name, params in self.groups.items()}
+        sched = cfg.get("scheduler")
+        self.schedulers = {}
+        if sched and sched.get("_target_"):
+            self.schedulers = {n: instantiate(sched)(o, total_steps=self.total_steps) for n, o in self.optimizers.items()}
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.ema = EMA(self.model, float(t.ema_decay)) if t.get("ema_decay") and model.ema_modules else None
+        if t.get("compile"):
+            for child in self.model.children():
+                child.compile()  # in place: state_dict keys keep their names
+
+        self._all_params = list(self.model.parameters())
+        self._trainable = [p.requires_grad for p in self._all_params]
+        self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
+        self.monitor = (t.monitor, t.get("monitor_mode", "min")) if t.get("monitor") else model.monitor
+        self.step, self.best, self.last_val = 0, None, {}
+        self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)))
+        self._signal = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "genlab_format": checkpoint.FORMAT,
+            "genlab_version": genlab.__version__,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "data": self.stream.state_dict(),
+            "best": self.best,
+            "rng": checkpoint.rng_state(),
+            "config": self.config_container,
+            **self.extra_state,
+        }
+
+    def load_state_dict(self, state: dict, path: Path) -> None:
+        checkpoint.load_model_state(self.model, state["model"], path)
+        if self.ema and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        if set(state["optimizers"]) != set(self.optimizers):
+            raise GenlabError(f"checkpoint {path} has optimizers {sorted(state['optimizers'])}, this model {sorted(self.optimizers)}")
+        for n, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][n])
+        for n, s in self.schedulers.items():
+            if n in state["schedulers"]:
+                s.load_state_dict(state["schedulers"][n])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.stream.load_state_dict(state["data"])
+        self.step, self.best = int(state["step"]), state.get("best")
+        checkpoint.set_rng_state(state["rng"])  # last: nothing after this may draw
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def save_checkpoint(self, best: bool = False) -> Path:
+        state = self.state_dict()
+        if best:
+            checkpoint.save(state, self.ckpt_dir / "best.pt")
+            return self.ckpt_dir / "best.pt"
+        last = self.ckpt_dir / "last.pt"
+        checkpoint.save(state, last)
+        keep = int(self.t.get("keep_last", 0))
+        if keep > 0:
+            step_file = self.ckpt_dir / f"step_{self.step:07d}.pt"
+            checkpoint.save(state, step_file)
+            for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
+                old.unlink()
+        return last
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: tuple[dict, Path] | None = None) -> dict:
+        if resume:
+            self.load_state_dict(*resume)
+            log.info("resumed from %s at step %d", resume[1], self.step)
+        t, model = self.t, self.model
+        fixed = to_device(next(iter(self.val_loader)), self.device)  # the same images in every grid
+        every = {k: int(t.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every")}
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True, disable=not t.get("progress_bar", True))
+        start, tick, tick_images, train_means = time.perf_counter(), time.perf_counter(), 0, {}
+        model.train()
+        with self._stop_on_signals():
+            while self.step < self.total_steps and self._signal is None:
+                batch = to_device(next(self.stream), self.device)
+                ctx = {"step": self.step}
+                for phase in model.phases:
+                    if not phase.active(self.step):
+                        continue
+                    for r in range(phase.repeats):
+                        self._run_phase(phase, batch if r == 0 else to_device(next(self.stream), self.device), ctx)
+                for s in self.schedulers.values():
+                    s.step()
+                if self.ema:
+                    self.ema.update(model)
+                self.step += 1
+                tick_images += batch["image"].shape[0]
+                bar.update(1)
+                if every["log_every"] and self.step % every["log_every"] == 0:
+                    now = time.perf_counter()
+                    train_means = self.reporter.means()
+                    perf = {"perf/images_per_s": tick_images / (now - tick), "epoch": float(self.stream.sampler.epoch)}
+                    lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
+                    self.reporter.scalars(self.step, train_means | lrs | perf)
+                    bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in train_means.items() if k.endswith("loss")} | {"img/s": f"{perf['perf/images_per_s']:.0f}"})
+                    tick, tick_images = now, 0
+                if every["sample_every"] and self.step % every["sample_every"] == 0:
+                    self._visuals(fixed)
+                if every["eval_every"] and self.step % every["eval_every"] == 0:
+                    self._validate()
+                if every["ckpt_every"] and self.step % every["ckpt_every"] == 0:
+                    self.save_checkpoint()
+        bar.close()
+        interrupted = signal.Signals(self._signal).name if self._signal else None
+        if not interrupted:  # the end-of-run pictures, numbers and hparams
+            self._visuals(fixed)
+            if not (every["eval_every"] and self.step % every["eval_every"] == 0):
+                self._validate()
+            self.reporter.hparams(flatten(self.config_container.get("model", {}), "model.") | flatten({"optim": self.config_container.get("optim", {})}), self.last_val)
+        last = self.save_checkpoint()
+        self.reporter.close()
+        if interrupted:
+            log.warning("stopped by %s at step %d; %s holds the state, resume with: genlab train resume=%s", interrupted, self.step, last, self.run_dir)
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(last),
+            "step": self.step,
+            "train": train_means,
+            "val": self.last_val,
+            "best": self.best,
+            "interrupted": interrupted,
+            "wall_s": time.perf_counter() - start,
+        }
+
+    def _run_phase(self, phase, batch: dict, ctx: dict) -> None:
+        """One optimizer step on the phase's parameter group; every other parameter is frozen
+        so no gradient leaks into another network."""
+        own = self._group_ids[phase.optimizer]
+        for p, trainable in zip(self._all_params, self._trainable):
+            p.requires_grad_(trainable and id(p) in own)
+        opt = self.optimizers[phase.optimizer]
+        opt.zero_grad(set_to_none=True)
+        with autocast_context(self.device, self.precision):
+            loss, logs = self.model.training_step(batch, phase.name, ctx)
+        if not torch.isfinite(loss):
+            raise GenlabError(
+                f"the loss of phase {phase.name!r} is {loss.item()} at step {self.step}; the last good checkpoint is in "
+                f"{self.ckpt_dir}. Lower optim.lr, set trainer.grad_clip, or use trainer.precision=32"
+            )
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
+        if self.t.get("grad_clip"):
+            if self.scaler:
+                self.scaler.unscale_(opt)
+            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], float(self.t.grad_clip))
+            self.reporter.accumulate(prefix + "grad_norm", norm)
+        if self.scaler:
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        for k, v in logs.items():
+            self.reporter.accumulate(prefix + k, v)
+        for p, trainable in zip(self._all_params, self._trainable):
+            p.requires_grad_(trainable)
+
+    @property
+    def eval_model(self) -> GenerativeModel:
+        """The EMA weights where the model keeps them, else the live ones."""
+        return self.ema.module if self.ema else self.model
+
+    def _visuals(self, fixed: dict) -> None:
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        with rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
+            visuals = model.visuals(fixed)
+        model.train(was_training)
+        self.reporter.images(self.step, visuals, self.run_dir / "samples")
+
+    def _validate(self) -> None:
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        with rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
+            means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
+        model.train(was_training)
+        self.last_val = {f"val/{k}": v for k, v in means.items()}
+        self.reporter.scalars(self.step, self.last_val)
+        name, mode = self.monitor
+        value = self.last_val.get(name)
+        if value is None:
+            raise GenlabError(f"trainer.monitor={name} is not among the validation metrics {sorted(self.last_val)}")
+        if self.best is None or (value < self.best["value"] if mode == "min" else value > self.best["value"]):
+            self.best = {"name": name, "value": value, "step": self.step}
+            self.save_checkpoint(best=True)
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGINT (Ctrl-C) and SIGTERM (cluster preemption) finish the current step, then the
+        loop saves last.pt and returns; a second Ctrl-C aborts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self._signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
