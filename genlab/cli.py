@@ -43,9 +43,14 @@ def main(argv: list[str] | None = None) -> None:
 
 def _task(run):
     def task(cfg):
+        from omegaconf import OmegaConf
+
         from genlab import GenlabError
 
         try:
+            missing = sorted(OmegaConf.missing_keys(cfg))
+            if missing:
+                raise GenlabError(f"{missing[0]} has no value; set it on the command line: {missing[0]}=...")
             result = run(cfg)
         except GenlabError as e:
             print(f"genlab: error: {e}", file=sys.stderr)

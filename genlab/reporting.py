@@ -16,6 +16,7 @@ from genlab.images import grid, save_grid
 class Reporter:
     def __init__(self, run_dir: Path, tensorboard: bool = True):
         self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = run_dir / "metrics.jsonl"
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError, checkpoint
+from genlab import checkpoint
 from genlab.config import build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.trainer import Trainer
@@ -27,11 +27,13 @@ def _hydra_context() -> tuple[Path | None, list[str], dict]:
     return Path(hc.runtime.output_dir), list(hc.overrides.task), choices
 
 
-def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
+def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: list[str] | None = None) -> dict:
     """Train the configured model; returns the trainer's summary (final losses, metrics, paths).
 
-    Callable without the CLI: pass a composed config and a run directory."""
-    hydra_dir, overrides, choices = _hydra_context()
+    Callable without the CLI: pass a composed config, a run directory and, when resuming,
+    the key=value overrides to apply on top of the checkpoint's config."""
+    hydra_dir, hydra_overrides, choices = _hydra_context()
+    overrides = hydra_overrides if overrides is None else overrides
     run_dir = Path(run_dir or hydra_dir or os.getcwd())
     resume = None
     if cfg.get("resume"):
@@ -40,8 +42,6 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
         cfg = resume_config(state["config"], saved_choices, overrides)
         choices = saved_choices
         resume = (state, path)
-    if "model" not in cfg or "_target_" not in cfg.model:
-        raise GenlabError("no model configured; pick one with model=<name> (see genlab train --help)")
     seed_everything(int(cfg.trainer.seed))
     model = build(cfg.model, "model")
     stream = TrainStream(cfg.data, int(cfg.trainer.seed))
@@ -51,4 +51,13 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None) -> dict:
     trainer = Trainer(cfg, model, stream, val, run_dir, container, extra_state={"choices": choices})
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s (%s parameters) on %s, %d steps, run dir %s", type(model).__name__, f"{n_params:,}", trainer.device, trainer.total_steps, run_dir)
-    return trainer.fit(resume)
+    result = trainer.fit(resume)
+    log.info(
+        "step %d, train %s, val %s, checkpoint %s, %.1f s",
+        result["step"], _fmt(result["train"]), _fmt(result["val"]), result["checkpoint"], result["wall_s"],
+    )
+    return result
+
+
+def _fmt(values: dict) -> str:
+    return "{" + ", ".join(f"{k.split('/', 1)[-1]}: {v:.5g}" for k, v in values.items()) + "}"

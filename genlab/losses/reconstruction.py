@@ -28,8 +28,14 @@ def to_unit(x: Tensor) -> Tensor:
     return (x + 1) / 2
 
 
+def _check_shapes(out: Tensor, x: Tensor) -> None:
+    if out.shape != x.shape:  # a silent broadcast here would train on garbage
+        raise ValueError(f"decoder output {tuple(out.shape)} does not match the images {tuple(x.shape)}; set the decoder's out_shape")
+
+
 def reconstruction_error(out: Tensor, x: Tensor, kind: str) -> Tensor:
     """Per-sample error averaged over pixels, shape (B,): the autoencoders' training loss."""
+    _check_shapes(out, x)
     if kind == "mse":
         err = (out - x) ** 2
     elif kind == "l1":
@@ -44,6 +50,7 @@ def negative_log_likelihood(out: Tensor, x: Tensor, kind: str, scale: float = 1.
 
     mse: Gaussian N(x; out, scale^2); l1: Laplace(x; out, scale); bce: Bernoulli(x01; sigmoid(out)).
     """
+    _check_shapes(out, x)
     d = x[0].numel()
     if kind == "mse":
         sq = ((out - x) ** 2).flatten(1).sum(1)

@@ -173,9 +173,10 @@ class Autoencoder(GenerativeModel):
     @torch.no_grad()
     def visuals(self, batch):
         x = batch["image"][:16]
-        rows = [x, self.corrupt(x)] if self.corruption else [x]
-        rows.append(self.reconstruct(rows[-1]))
-        return {"reconstruction": interleave_rows(rows, 8)}
+        if self.corruption is None:
+            return {"reconstruction": interleave_rows([x, self.reconstruct(x)], 8)}
+        noisy = self.corrupt(x)
+        return {"reconstruction": interleave_rows([x, noisy.clamp(-1, 1), self.reconstruct(noisy)], 8)}
 
 
 def _device(module: nn.Module) -> torch.device:

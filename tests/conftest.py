@@ -1,0 +1,26 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+
+import genlab.config  # noqa: F401  (registers the resolvers the configs use)
+
+# quiet, quick settings every in-process run shares
+FAST = ["trainer.progress_bar=false", "logger=jsonl", "trainer.log_every=1", "data.batch_size=16"]
+
+
+@pytest.fixture
+def make_cfg():
+    """Compose a genlab config the way the CLI does: make_cfg("train", ["model=vae", ...])."""
+
+    def make(name: str = "train", overrides: list[str] = (), fast: bool = True):
+        with initialize_config_module(config_module="genlab.configs", version_base=None):
+            extra = FAST if (fast and name == "train") else []
+            return compose(config_name=name, overrides=[*extra, *overrides])
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_threads():
+    torch.manual_seed(0)
+    yield

@@ -1,0 +1,80 @@
+"""Every config composes, and every object in it instantiates."""
+
+import importlib.resources
+
+import pytest
+import torch
+from hydra.utils import get_class, get_method, instantiate
+
+from genlab.config import build
+
+CONFIGS = importlib.resources.files("genlab.configs")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in CONFIGS.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+
+
+def test_every_group_has_options():
+    for group in ("model", "data", "optim", "scheduler", "trainer", "logger", "experiment"):
+        assert options(group), group
+
+
+@pytest.mark.parametrize("name", options("data"))
+def test_data_configs_compose_and_name_an_importable_dataset(name, make_cfg):
+    cfg = make_cfg("train", [f"data={name}"] + (["data.dataset.root=/tmp"] if name == "image_folder" else []))
+    assert get_class(cfg.data.dataset._target_)
+    assert cfg.data.image_size > 0 and cfg.data.channels in (1, 3) and cfg.data.batch_size > 0
+
+
+@pytest.mark.parametrize("name", options("optim"))
+def test_optimizers_instantiate_on_a_parameter_group(name, make_cfg):
+    cfg = make_cfg("train", [f"optim={name}"])
+    opt = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(3))])
+    assert isinstance(opt, torch.optim.Optimizer)
+
+
+@pytest.mark.parametrize("name", options("scheduler"))
+def test_schedulers_instantiate_with_the_run_length(name, make_cfg):
+    cfg = make_cfg("train", [f"scheduler={name}"])
+    if not cfg.scheduler:
+        return  # none: constant learning rate
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = instantiate(cfg.scheduler)(opt, total_steps=2000)
+    lrs = []
+    for _ in range(2000):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 1.0 and all(0 <= lr <= 1 for lr in lrs) and lrs[-1] < 1.0
+
+
+@pytest.mark.parametrize("name", options("trainer") + options("logger"))
+def test_trainer_and_logger_configs_compose(name, make_cfg):
+    group = "trainer" if name in options("trainer") else "logger"
+    cfg = make_cfg("train", [f"{group}={name}"])
+    assert cfg[group] is not None
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_experiments_compose_and_build_their_model(name, make_cfg):
+    cfg = make_cfg("train", [f"experiment={name}"], fast=False)
+    model = build(cfg.model, "model")
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert get_class(cfg.data.dataset._target_)
+
+
+@pytest.mark.parametrize("verb", ["eval", "sample"])
+def test_eval_and_sample_configs_compose(verb, make_cfg):
+    cfg = make_cfg(verb, ["ckpt=outputs/run"])
+    assert cfg.ckpt == "outputs/run" and cfg.seed == 0
+
+
+def test_schedule_functions_are_pure_and_exact():
+    from genlab.schedules import constant_then_linear_factor, step_factor, warmup_cosine_factor
+
+    assert [constant_then_linear_factor(s, 200, 100) for s in (0, 99, 100, 150, 200)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+    assert warmup_cosine_factor(0, 100, warmup_steps=10) == 0.1 and warmup_cosine_factor(10, 100, warmup_steps=10) == 1.0
+    assert warmup_cosine_factor(55, 100, warmup_steps=10) == pytest.approx(0.5)
+    assert [step_factor(s, 0, step_size=10, gamma=0.5) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    assert get_method("genlab.schedules.warmup_cosine")
