@@ -76,7 +76,7 @@ def test_resume_keeps_the_runs_model(make_cfg, tmp_path):
 
 
 def test_checkpoint_keeps_last_best_and_step_files(make_cfg, tmp_path):
-    train.run(make_cfg("train", ["trainer.max_steps=6", *CADENCE]), run_dir=tmp_path)
+    train.run(make_cfg("train", ["model=ae", "trainer.max_steps=6", *CADENCE]), run_dir=tmp_path)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["best.pt", "last.pt", "step_0000004.pt", "step_0000006.pt"]
     state, _ = checkpoint.load(tmp_path / "checkpoints" / "best.pt")

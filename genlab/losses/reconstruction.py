@@ -17,9 +17,9 @@ from genlab import GenlabError
 KINDS = ("mse", "bce", "l1")
 
 
-def check_kind(kind: str) -> str:
+def check_kind(kind: str, key: str = "model.recon_loss") -> str:
     if kind not in KINDS:
-        raise GenlabError(f"model.recon_loss={kind!r} is not one of {', '.join(KINDS)}")
+        raise GenlabError(f"{key}={kind!r} is not one of {', '.join(KINDS)}")
     return kind
 
 

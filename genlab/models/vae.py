@@ -42,7 +42,7 @@ class VAE(GenerativeModel):
         self.encoder, self.decoder = encoder, decoder
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
-        self.likelihood = check_kind(likelihood)
+        self.likelihood = check_kind(likelihood, "model.likelihood")
         self.beta, self.obs_scale = beta, obs_scale
         with torch.no_grad():  # the encoder's feature size, from a dry run
             was_training = encoder.training
