@@ -14,14 +14,16 @@ from genlab.images import grid, save_grid
 
 
 class Reporter:
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
-        self.run_dir = run_dir
-        run_dir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run_dir: Path, tensorboard: bool = True, write: bool = True):
+        """write=False (ranks other than 0) keeps the running means but writes nothing."""
+        self.run_dir, self.write = run_dir, write
+        if write:
+            run_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl = run_dir / "metrics.jsonl"
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self.tb = None
-        if tensorboard:
+        if tensorboard and write:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
@@ -39,6 +41,8 @@ class Reporter:
         return out
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.write:
+            return
         with open(self.jsonl, "a") as f:
             f.write(json.dumps({"step": step, **{k: _finite(v) for k, v in values.items()}}) + "\n")
         if self.tb:

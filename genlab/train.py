@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import checkpoint
+from genlab import checkpoint, distributed
 from genlab.config import build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.trainer import Trainer
@@ -44,14 +44,18 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         resume = (state, path)
     seed_everything(int(cfg.trainer.seed))
     model = build(cfg.model, "model")
-    stream = TrainStream(cfg.data, int(cfg.trainer.seed))
+    rank, world_size, _ = distributed.world()
+    stream = TrainStream(cfg.data, int(cfg.trainer.seed), rank, world_size)
     val = eval_loader(cfg.data, "test")
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("resume", None)
     trainer = Trainer(cfg, model, stream, val, run_dir, container, extra_state={"choices": choices})
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s (%s parameters) on %s, %d steps, run dir %s", type(model).__name__, f"{n_params:,}", trainer.device, trainer.total_steps, run_dir)
-    result = trainer.fit(resume)
+    try:
+        result = trainer.fit(resume)
+    finally:
+        distributed.teardown()
     log.info(
         "step %d, train %s, val %s, checkpoint %s, %.1f s",
         result["step"], _fmt(result["train"]), _fmt(result["val"]), result["checkpoint"], result["wall_s"],

@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab import GenlabError, checkpoint
+from genlab import GenlabError, checkpoint, distributed
 from genlab.data.loading import TrainStream
-from genlab.device import autocast_context, check_precision, select_device, to_device
+from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.metrics import split_means
 from genlab.models.base import GenerativeModel
@@ -44,9 +44,12 @@ class Trainer:
         t = cfg.trainer
         self.cfg, self.t, self.run_dir, self.config_container = cfg, t, Path(run_dir), config_container
         self.extra_state = extra_state or {}
-        self.device = select_device(t.device)
+        self.rank, self.world_size, self.device = distributed.setup(t.device)
+        self.is_main = self.rank == 0
         self.precision = check_precision(t.precision, self.device)
         self.model = model.to(self.device)
+        if self.world_size > 1:
+            distributed.broadcast_state(self.model)
         self.stream, self.val_loader = stream, val_loader
         self.total_steps = int(t.max_epochs) * stream.batches_per_epoch if t.get("max_epochs") else int(t.max_steps)
 
@@ -76,7 +79,7 @@ class Trainer:
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self.monitor = (t.monitor, t.get("monitor_mode", "min")) if t.get("monitor") else model.monitor
         self.step, self.best, self.last_val = 0, None, {}
-        self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)))
+        self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)), write=self.is_main)
         self._signal = None
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -119,6 +122,9 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def save_checkpoint(self, best: bool = False) -> Path:
+        """Written by rank 0 only (all ranks hold the same state)."""
+        if not self.is_main:
+            return self.ckpt_dir / ("best.pt" if best else "last.pt")
         state = self.state_dict()
         if best:
             checkpoint.save(state, self.ckpt_dir / "best.pt")
@@ -143,11 +149,13 @@ class Trainer:
         every = {k: int(t.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every")}
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True, disable=not t.get("progress_bar", True))
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True, disable=not (t.get("progress_bar", True) and self.is_main))
         start, tick, tick_images, train_means = time.perf_counter(), time.perf_counter(), 0, {}
         model.train()
         with self._stop_on_signals():
-            while self.step < self.total_steps and self._signal is None:
+            while self.step < self.total_steps and not self._should_stop():
+                if self.world_size > 1:  # per-rank noise, a pure function of (seed, step, rank): resumable
+                    torch.manual_seed((int(t.seed) * 1_000_003 + self.step) * self.world_size + self.rank)
                 batch = to_device(next(self.stream), self.device)
                 ctx = {"step": self.step}
                 for phase in model.phases:
@@ -157,6 +165,8 @@ class Trainer:
                         self._run_phase(phase, batch if r == 0 else to_device(next(self.stream), self.device), ctx)
                 for s in self.schedulers.values():
                     s.step()
+                if self.world_size > 1:
+                    distributed.broadcast_buffers(model)
                 if self.ema:
                     self.ema.update(model)
                 self.step += 1
@@ -177,6 +187,8 @@ class Trainer:
                 if every["ckpt_every"] and self.step % every["ckpt_every"] == 0:
                     self.save_checkpoint()
         bar.close()
+        if self.world_size > 1 and self._signal is None and self.step < self.total_steps:
+            self._signal = signal.SIGTERM  # another rank was stopped
         interrupted = signal.Signals(self._signal).name if self._signal else None
         if not interrupted:  # the end-of-run pictures, numbers and hparams
             self._visuals(fixed)
@@ -214,6 +226,8 @@ class Trainer:
                 f"{self.ckpt_dir}. Lower optim.lr, set trainer.grad_clip, or use trainer.precision=32"
             )
         (self.scaler.scale(loss) if self.scaler else loss).backward()
+        if self.world_size > 1:
+            distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
         prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
         if self.t.get("grad_clip"):
             if self.scaler:
@@ -235,7 +249,14 @@ class Trainer:
         """The EMA weights where the model keeps them, else the live ones."""
         return self.ema.module if self.ema else self.model
 
+    def _should_stop(self) -> bool:
+        if self.world_size > 1:
+            return distributed.any_rank(self._signal is not None, self.device)
+        return self._signal is not None
+
     def _visuals(self, fixed: dict) -> None:
+        if not self.is_main:
+            return
         model = self.eval_model
         was_training = model.training
         model.eval()
@@ -245,6 +266,8 @@ class Trainer:
         self.reporter.images(self.step, visuals, self.run_dir / "samples")
 
     def _validate(self) -> None:
+        if not self.is_main:
+            return
         model = self.eval_model
         was_training = model.training
         model.eval()

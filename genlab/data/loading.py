@@ -22,16 +22,19 @@ def build_dataset(data_cfg: DictConfig, split: str) -> Dataset:
 
 class EpochBatchSampler(Sampler):
     """Batches of (index, augmentation seed) pairs: a fresh permutation each epoch (or the
-    identity when shuffle=False), dropping the last partial batch, starting at `position`."""
+    identity when shuffle=False), dropping the last partial batch, starting at `position`.
+    With several ranks, global batch b is order[b * B * W : (b + 1) * B * W] and rank r
+    takes its r-th slice of B, so W ranks see what one process with batch B * W would."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True):
-        if n < batch_size:
-            raise GenlabError(f"the data set has {n} images, fewer than data.batch_size={batch_size}; lower data.batch_size")
+    def __init__(self, n: int, batch_size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if n < batch_size * world_size:
+            raise GenlabError(f"the data set has {n} images, fewer than data.batch_size={batch_size} x {world_size} ranks; lower data.batch_size")
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.position = 0, 0
 
     def __len__(self) -> int:
-        return self.n // self.batch_size
+        return self.n // (self.batch_size * self.world_size)
 
     def __iter__(self):
         epoch, start = self.epoch, self.position
@@ -41,8 +44,9 @@ class EpochBatchSampler(Sampler):
             order = torch.arange(self.n)
         base = (self.seed * 1_000_003 + epoch) * self.n
         for b in range(start, len(self)):
-            ids = order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
-            yield [(i, (base + b * self.batch_size + j) % 2**62) for j, i in enumerate(ids)]
+            first = (b * self.world_size + self.rank) * self.batch_size
+            ids = order[first : first + self.batch_size].tolist()
+            yield [(i, (base + first + j) % 2**62) for j, i in enumerate(ids)]
 
 
 class Augmented(Dataset):
@@ -67,10 +71,10 @@ class Augmented(Dataset):
 class TrainStream:
     """An endless iterator of training batches that knows its (epoch, batch) position."""
 
-    def __init__(self, data_cfg: DictConfig, seed: int):
+    def __init__(self, data_cfg: DictConfig, seed: int, rank: int = 0, world_size: int = 1):
         dataset = build_dataset(data_cfg, "train")
         aug = data_cfg.get("augment") or {}
-        self.sampler = EpochBatchSampler(len(dataset), data_cfg.batch_size, seed)
+        self.sampler = EpochBatchSampler(len(dataset), data_cfg.batch_size, seed, rank=rank, world_size=world_size)
         self.loader = DataLoader(
             Augmented(dataset, bool(aug.get("hflip", False)), int(aug.get("crop_padding", 0))),
             batch_sampler=self.sampler,
