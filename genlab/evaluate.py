@@ -18,8 +18,8 @@ from genlab.device import select_device
 from genlab.metrics import METRICS
 
 
-def chosen_metrics(requested: list[str], model) -> list[str]:
-    supported = [name for name, (_, ok) in METRICS.items() if ok(model)]
+def chosen_metrics(requested: list[str], model, dataset) -> list[str]:
+    supported = [name for name, (_, ok) in METRICS.items() if ok(model, dataset)]
     if list(requested) in (["auto"], []):
         return supported
     for name in requested:
@@ -33,8 +33,8 @@ def chosen_metrics(requested: list[str], model) -> list[str]:
 def run(cfg: DictConfig) -> dict:
     device = select_device(cfg.device)
     model, train_cfg, state, path, weights = checkpoint.load_trained(cfg.ckpt, device, cfg.use_ema)
-    names = chosen_metrics(list(cfg.metrics), model)
     loader = eval_loader(train_cfg.data, cfg.split, cfg.batch_size, cfg.get("max_images"))
+    names = chosen_metrics(list(cfg.metrics), model, loader.dataset)
     results, start = {}, time.perf_counter()
     for name in names:
         seed_everything(int(cfg.seed))  # each metric sees the same noise, whatever ran before

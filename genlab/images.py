@@ -50,3 +50,17 @@ def save_gif(frames: list[Tensor], path: str | Path, ncol: int = 8, ms_per_frame
 def _pil(g: Tensor) -> Image.Image:
     arr = g.permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+
+def scatter_image(real: Tensor, fake: Tensor, size: int = 256, extent: float | None = None) -> Tensor:
+    """2-D points as a (1, 3, size, size) image in [-1, 1]: real density green, generated red."""
+    extent = extent or float(torch.cat([real, fake]).abs().max().clamp_min(1e-6)) * 1.1
+
+    def density(p):
+        ij = ((p.float().cpu() / extent + 1) / 2 * (size - 1)).round().long().clamp(0, size - 1)
+        h = torch.zeros(size, size)
+        h.index_put_((size - 1 - ij[:, 1], ij[:, 0]), torch.ones(len(ij)), accumulate=True)
+        return (h / h.max().clamp_min(1)).sqrt()
+
+    img = torch.stack([density(fake), density(real), torch.zeros(size, size)])
+    return (img * 2 - 1).unsqueeze(0)

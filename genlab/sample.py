@@ -1,6 +1,6 @@
-"""`genlab sample ckpt=...`: reconstruction grids, prior samples, linear and spherical latent
-interpolations, per-dimension latent traversals and denoising Markov chains, as PNG grids
-(and GIF animations) from a checkpoint."""
+"""`genlab sample ckpt=...`: PNG grids (and GIF animations) from a checkpoint: reconstructions,
+prior samples, linear and spherical latent interpolation, latent arithmetic, per-dimension
+traversals, denoising Markov chains and class-conditional grids."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from genlab import GenlabError, checkpoint
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.device import select_device
-from genlab.images import interleave_rows, save_gif, save_grid
+from genlab.images import interleave_rows, save_gif, save_grid, scatter_image
 
-MODES = ("recon", "prior", "interp", "slerp", "traverse", "chain")
+MODES = ("recon", "prior", "interp", "slerp", "arith", "traverse", "chain", "classes", "fixed_z")
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -35,13 +35,20 @@ def slerp(a: Tensor, b: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
 
 
 def supported_modes(model) -> list[str]:
-    modes = ["recon", "interp", "slerp"] if hasattr(model, "encode") else []
+    has = lambda name: hasattr(model, name)  # noqa: E731
+    modes = []
+    if has("reconstruct"):
+        modes.append("recon")
     if model.can_sample:
         modes.append("prior")
-    if hasattr(model, "latent_dim"):
+    if has("latents") and has("decode"):
+        modes += ["interp", "slerp", "arith"]
+    if has("posterior"):
         modes.append("traverse")
-    if hasattr(model, "chain") and model.can_sample:
+    if has("chain") and model.can_sample:
         modes.append("chain")
+    if getattr(model, "num_classes", 0):
+        modes += ["classes", "fixed_z"]
     return modes
 
 
@@ -49,55 +56,90 @@ def run(cfg: DictConfig) -> dict:
     device = select_device(cfg.device)
     model, train_cfg, state, path, weights = checkpoint.load_trained(cfg.ckpt, device, cfg.use_ema)
     supported = supported_modes(model)
-    modes = supported if list(cfg.modes) in (["auto"], []) else list(cfg.modes)
+    modes = [m for m in supported if m != "arith"] if list(cfg.modes) in (["auto"], []) else list(cfg.modes)
     for mode in modes:
         if mode not in MODES:
             raise GenlabError(f"modes has {mode!r}; choose from {', '.join(MODES)} (or auto)")
         if mode not in supported:
             raise GenlabError(f"sample mode {mode!r} does not apply to {type(model).__name__}; it supports {', '.join(supported)}")
     out = cfg.get("out") or path.parent.parent / "samples" / path.stem
-    ncol = int(cfg.ncol)
     seed_everything(int(cfg.seed))
     need = max(int(cfg.n), 2 * int(cfg.interp.pairs), int(cfg.chain.chains))
-    x = next(iter(eval_loader(train_cfg.data, cfg.split, batch_size=need)))["image"].to(device)
+    loader = eval_loader(train_cfg.data, getattr(model, "latent_split", cfg.split), batch_size=need)
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iter(loader)).items()}
     written = []
     with torch.no_grad():
         for mode in modes:
-            written += MODE_FUNCTIONS[mode](model, x, cfg, out, ncol)
+            written += MODE_FUNCTIONS[mode](model, batch, cfg, out, loader.dataset)
     for p in written:
         print(f"wrote {p}")
     return {"files": [str(p) for p in written], "checkpoint": str(path), "weights": weights}
 
 
-def _recon(model, x, cfg, out, ncol):
-    x = x[: _whole_rows(min(int(cfg.n), len(x)), ncol)]
+def _labels(cfg) -> dict:
+    return {"labels": list(cfg.labels)} if cfg.get("labels") else {}
+
+
+def _recon(model, batch, cfg, out, dataset):
+    ncol = int(cfg.ncol)
+    x = batch["image"][: _whole_rows(min(int(cfg.n), len(batch["image"])), ncol)]
     return [save_grid(interleave_rows([x, model.reconstruct(x)], ncol), f"{out}/recon.png", ncol)]
 
 
-def _prior(model, x, cfg, out, ncol):
-    return [save_grid(model.sample(int(cfg.n)), f"{out}/prior.png", ncol)]
+def _prior(model, batch, cfg, out, dataset):
+    x = model.sample(int(cfg.n), **_labels(cfg))
+    if x.dim() == 2:  # points of a 2-D benchmark
+        return [save_grid(scatter_image(batch["image"], x), f"{out}/prior.png", 1)]
+    return [save_grid(x, f"{out}/prior.png", int(cfg.ncol))]
 
 
 def _interpolate(kind):
-    def mode(model, x, cfg, out, ncol):
+    def mode(model, batch, cfg, out, dataset):
         pairs, steps = int(cfg.interp.pairs), int(cfg.interp.steps)
-        if len(x) < 2 * pairs:
-            raise GenlabError(f"the {cfg.split} split has {len(x)} images, fewer than 2 * interp.pairs={2 * pairs}")
-        z = model.encode(x[: 2 * pairs]).flatten(1)
+        if len(batch["image"]) < 2 * pairs:
+            raise GenlabError(f"the split has {len(batch['image'])} images, fewer than 2 * interp.pairs={2 * pairs}")
+        z = model.latents(2 * pairs, batch).flatten(1)
         path = (lerp if kind == "interp" else slerp)(z[:pairs], z[pairs:], torch.linspace(0, 1, steps, device=z.device))
-        frames = model.decode(path.flatten(0, 1)).unflatten(0, (pairs, steps))  # (pairs, steps, C, H, W)
+        frames = model.decode(path.flatten(0, 1), **_labels(cfg)).unflatten(0, (pairs, steps))  # (pairs, steps, C, H, W)
         files = [save_grid(frames.flatten(0, 1), f"{out}/{kind}.png", steps)]
         if cfg.gif:
-            files.append(save_gif([frames[:, t] for t in range(steps)], f"{out}/{kind}.gif", ncol))
+            files.append(save_gif([frames[:, t] for t in range(steps)], f"{out}/{kind}.gif", int(cfg.ncol)))
         return files
 
     return mode
 
 
-def _traverse(model, x, cfg, out, ncol):
+def chosen_latents(model, ids: list[int], dataset) -> Tensor:
+    """Latents picked by the user: the codes of data-set images by index (encoders, GLO), or
+    the noise drawn from each seed (GANs)."""
+    if hasattr(model, "encode") or hasattr(model, "codes"):
+        items = [dataset[i] for i in ids]
+        batch = {"image": torch.stack([it["image"] for it in items]), "index": torch.tensor([it["index"] for it in items])}
+        device = next(model.parameters()).device
+        return model.latents(len(ids), {k: v.to(device) for k, v in batch.items()}).flatten(1)
+    zs = []
+    for seed in ids:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            zs.append(model.latents(1))
+    return torch.cat(zs)
+
+
+def _arith(model, batch, cfg, out, dataset):
+    """a - b + c with each term the mean latent of its chosen group (Radford et al. average
+    three per concept): the row shows a, b, c and the result."""
+    groups = [list(cfg.arith[k]) for k in ("a", "b", "c")]
+    if not all(groups):
+        raise GenlabError("mode arith needs arith.a, arith.b and arith.c: lists of image indices (encoders, GLO) or seeds (GANs)")
+    a, b, c = (chosen_latents(model, ids, dataset).mean(0, keepdim=True) for ids in groups)
+    z = torch.cat([a, b, c, a - b + c])
+    return [save_grid(model.decode(z, **_labels(cfg)), f"{out}/arith.png", 4)]
+
+
+def _traverse(model, batch, cfg, out, dataset):
     """One row per latent dimension (the most informative first, by their mean KL on the
     split's images), sweeping it over [-range, range] from the first image's code."""
-    mu, logvar = model.posterior(x)
+    mu, logvar = model.posterior(batch["image"])
     kl_per_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(0)
     dims = torch.argsort(kl_per_dim, descending=True)[: int(cfg.traverse.dims)]
     steps, r = int(cfg.traverse.steps), float(cfg.traverse.range)
@@ -108,24 +150,43 @@ def _traverse(model, x, cfg, out, ncol):
     frames = model.decode(z.flatten(0, 1)).unflatten(0, (len(dims), steps))
     files = [save_grid(frames.flatten(0, 1), f"{out}/traverse.png", steps)]
     if cfg.gif:
-        files.append(save_gif([frames[:, t] for t in range(steps)], f"{out}/traverse.gif", ncol))
+        files.append(save_gif([frames[:, t] for t in range(steps)], f"{out}/traverse.gif", int(cfg.ncol)))
     return files
 
 
-def _chain(model, x, cfg, out, ncol):
+def _chain(model, batch, cfg, out, dataset):
     """Chains from uniform noise: one row per chain, a column every `every` steps."""
     chains, steps, every = int(cfg.chain.chains), int(cfg.chain.steps), int(cfg.chain.every)
+    x = batch["image"]
     x0 = torch.rand(chains, *x.shape[1:], device=x.device) * 2 - 1
     states = model.chain(x0, steps)
     shown = torch.stack(states[::every], 1)  # (chains, snapshots, C, H, W)
     files = [save_grid(shown.flatten(0, 1), f"{out}/chain.png", shown.shape[1])]
     if cfg.gif:
-        files.append(save_gif(states[:: max(1, every // 4)], f"{out}/chain.gif", ncol))
+        files.append(save_gif(states[:: max(1, every // 4)], f"{out}/chain.gif", int(cfg.ncol)))
     return files
+
+
+def _class_grid(shared_noise: bool):
+    """One row per class (or per entry of labels=); `fixed_z` keeps the noise of each column
+    for every row, so only the class changes down a column."""
+
+    def mode(model, batch, cfg, out, dataset):
+        rows = list(cfg.labels) if cfg.get("labels") else list(range(model.num_classes))
+        ncol = int(cfg.ncol)
+        z = model.latents(ncol).repeat(len(rows), 1) if shared_noise else model.latents(ncol * len(rows))
+        y = torch.tensor(rows).repeat_interleave(ncol).tolist()
+        name = "fixed_z" if shared_noise else "classes"
+        return [save_grid(model.decode(z, labels=y), f"{out}/{name}.png", ncol)]
+
+    return mode
 
 
 def _whole_rows(n: int, ncol: int) -> int:
     return max(ncol, n - n % ncol) if n >= ncol else n
 
 
-MODE_FUNCTIONS = {"recon": _recon, "prior": _prior, "interp": _interpolate("interp"), "slerp": _interpolate("slerp"), "traverse": _traverse, "chain": _chain}
+MODE_FUNCTIONS = {
+    "recon": _recon, "prior": _prior, "interp": _interpolate("interp"), "slerp": _interpolate("slerp"), "arith": _arith,
+    "traverse": _traverse, "chain": _chain, "classes": _class_grid(False), "fixed_z": _class_grid(True),
+}

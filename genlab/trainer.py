@@ -239,6 +239,7 @@ class Trainer:
             self.scaler.update()
         else:
             opt.step()
+        self.model.after_step(phase.name)
         for k, v in logs.items():
             self.reporter.accumulate(prefix + k, v)
         for p, trainable in zip(self._all_params, self._trainable):
@@ -276,6 +277,8 @@ class Trainer:
         model.train(was_training)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
         self.reporter.scalars(self.step, self.last_val)
+        if self.monitor is None:
+            return
         name, mode = self.monitor
         value = self.last_val.get(name)
         if value is None:

@@ -24,7 +24,11 @@ def test_every_group_has_options():
 def test_data_configs_compose_and_name_an_importable_dataset(name, make_cfg):
     cfg = make_cfg("train", [f"data={name}"] + (["data.dataset.root=/tmp"] if name == "image_folder" else []))
     assert get_class(cfg.data.dataset._target_)
-    assert cfg.data.image_size > 0 and cfg.data.channels in (1, 3) and cfg.data.batch_size > 0
+    assert cfg.data.batch_size > 0 and cfg.data.num_classes >= 0
+    if len(cfg.data.shape) == 3:  # images
+        assert list(cfg.data.shape) == [cfg.data.channels, cfg.data.image_size, cfg.data.image_size] and cfg.data.channels in (1, 3)
+    else:  # points of a 2-D benchmark
+        assert list(cfg.data.shape) == [2]
 
 
 @pytest.mark.parametrize("name", options("optim"))

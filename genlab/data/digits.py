@@ -34,3 +34,7 @@ class Digits(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {"image": self.images[i], "label": self.labels[i]}
+
+    def arrays(self) -> dict:
+        """Every item's fields as tensors, for whole-batch gathers."""
+        return {"image": self.images, "label": self.labels}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
 
 from genlab import GenlabError
 from genlab.config import build
@@ -50,7 +50,8 @@ class EpochBatchSampler(Sampler):
 
 
 class Augmented(Dataset):
-    """Applies the configured augmentation under the per-sample seed the sampler hands out."""
+    """Adds each item's "index" (GLO's codes are per training image) and applies the
+    configured augmentation under the per-sample seed the sampler hands out."""
 
     def __init__(self, dataset: Dataset, hflip: bool = False, crop_padding: int = 0):
         self.dataset, self.hflip, self.crop_padding = dataset, hflip, crop_padding
@@ -59,13 +60,33 @@ class Augmented(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, item):
-        index, seed = item
-        sample = self.dataset[index]
-        if self.hflip or self.crop_padding:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                sample = {**sample, "image": augment(sample["image"], self.hflip, self.crop_padding)}
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        sample = {**self.dataset[index], "index": index}
+        if seed is not None and (self.hflip or self.crop_padding):
+            sample["image"] = self._augment(sample["image"], seed)
         return sample
+
+    def __getitems__(self, items: list):
+        """A whole batch at once from data sets held in memory as tensors (digits, the 2-D
+        mixtures): one gather instead of a Python call and a collate per sample."""
+        if not hasattr(self.dataset, "arrays"):
+            return [self[item] for item in items]
+        pairs = [item if isinstance(item, tuple) else (item, None) for item in items]
+        index = torch.tensor([i for i, _ in pairs])
+        batch = {k: v[index] for k, v in self.dataset.arrays().items()} | {"index": index}
+        if self.hflip or self.crop_padding:
+            batch["image"] = torch.stack([self._augment(x, s) if s is not None else x for x, (_, s) in zip(batch["image"], pairs)])
+        return batch
+
+    def _augment(self, image, seed: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return augment(image, self.hflip, self.crop_padding)
+
+
+def collate(samples):
+    """Batches that __getitems__ already assembled pass through; lists of samples are stacked."""
+    return samples if isinstance(samples, dict) else default_collate(samples)
 
 
 class TrainStream:
@@ -78,6 +99,7 @@ class TrainStream:
         self.loader = DataLoader(
             Augmented(dataset, bool(aug.get("hflip", False)), int(aug.get("crop_padding", 0))),
             batch_sampler=self.sampler,
+            collate_fn=collate,
             num_workers=data_cfg.get("num_workers", 0),
             pin_memory=torch.cuda.is_available(),
             generator=torch.Generator(),  # workers' base seed must not draw from the global RNG
@@ -112,13 +134,14 @@ class TrainStream:
 def eval_loader(data_cfg: DictConfig, split: str = "test", batch_size: int | None = None, max_images: int | None = None) -> DataLoader:
     """Deterministic, unshuffled, unaugmented batches of a split (its first max_images
     images when given), the last batch partial."""
-    dataset = build_dataset(data_cfg, split)
+    dataset = Augmented(build_dataset(data_cfg, split))
     if max_images:
         dataset = Subset(dataset, range(min(int(max_images), len(dataset))))
     return DataLoader(
         dataset,
         batch_size=batch_size or data_cfg.batch_size,
         shuffle=False,
+        collate_fn=collate,
         num_workers=data_cfg.get("num_workers", 0),
         generator=torch.Generator(),
     )

@@ -65,3 +65,32 @@ def output_to_image(out: Tensor, kind: str) -> Tensor:
     if kind == "bce":
         return torch.sigmoid(out) * 2 - 1
     return out.clamp(-1, 1)
+
+
+def _gaussian_blur(x: Tensor) -> Tensor:
+    """5x5 binomial (approximately Gaussian) blur per channel, reflection padded."""
+    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
+    kernel = (k1[:, None] * k1[None, :]).expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, [2, 2, 2, 2], mode="reflect"), kernel, groups=x.shape[1])
+
+
+def laplacian_pyramid(x: Tensor, levels: int) -> list[Tensor]:
+    """Band-pass levels (finest first) and the final low-pass image: levels + 1 tensors."""
+    bands = []
+    for _ in range(levels):
+        if min(x.shape[-2:]) < 4:
+            break
+        low = _gaussian_blur(x)
+        bands.append(x - low)
+        x = F.avg_pool2d(low, 2)
+    return bands + [x]
+
+
+def laplacian_pyramid_l1(out: Tensor, x: Tensor, levels: int = 4) -> Tensor:
+    """Lap1 of GLO: sum_j 2^(-2j) |L^j(out) - L^j(x)|_1 over pyramid levels j (finest j = 0),
+    per image, shape (B,), divided by the pixel count of the finest level."""
+    _check_shapes(out, x)
+    total = 0
+    for j, (a, b) in enumerate(zip(laplacian_pyramid(out, levels), laplacian_pyramid(x, levels))):
+        total = total + 2.0 ** (-2 * j) * (a - b).abs().flatten(1).sum(1)
+    return total / x[0].numel()

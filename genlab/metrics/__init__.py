@@ -43,8 +43,27 @@ def likelihood_metrics(model, loader, device, cfg) -> dict[str, float]:
     return {f"log_likelihood_iw{k}": ll, f"bits_per_dim_iw{k}": -ll / (dims * math.log(2))}
 
 
-# name -> (function, does the model support it)
+@torch.no_grad()
+def mode_metrics(model, loader, device, cfg) -> dict[str, float]:
+    """Modes covered and the share of high-quality samples on a 2-D mixture benchmark."""
+    from genlab.metrics.modes import mode_coverage
+
+    data = _base(loader.dataset)
+    n = int(cfg.get("n_samples") or 2500)
+    samples = torch.cat([model.sample(min(1000, n - i)).cpu() for i in range(0, n, 1000)])
+    return mode_coverage(samples, data.centers, data.std)
+
+
+def _base(dataset):
+    """The data set under Subset and loading wrappers."""
+    while hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return dataset
+
+
+# name -> (function, does it apply to this model and data set)
 METRICS = {
-    "recon": (reconstruction_metrics, lambda model: hasattr(model, "reconstruct")),
-    "nll": (likelihood_metrics, lambda model: hasattr(model, "log_likelihood_bound")),
+    "recon": (reconstruction_metrics, lambda model, data: hasattr(model, "reconstruct")),
+    "nll": (likelihood_metrics, lambda model, data: hasattr(model, "log_likelihood_bound")),
+    "modes": (mode_metrics, lambda model, data: model.can_sample and hasattr(_base(data), "centers")),
 }

@@ -105,6 +105,10 @@ class Autoencoder(GenerativeModel):
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
 
+    def latents(self, n: int, batch: dict) -> Tensor:
+        """Codes of the batch's first n images (for interpolation and latent arithmetic)."""
+        return self.encode(batch["image"][:n])
+
     def corrupt(self, x: Tensor) -> Tensor:
         return x if self.corruption is None else corrupt(x, self.corruption["kind"], self.corruption["level"])
 

@@ -39,8 +39,8 @@ class GenerativeModel(nn.Module):
     phases: tuple[Phase, ...] = (Phase("main", "main"),)
     #: names of submodules whose weights the trainer averages when trainer.ema_decay is set
     ema_modules: tuple[str, ...] = ()
-    #: metric watched for best.pt when trainer.monitor is not set: (name, "min" | "max")
-    monitor: tuple[str, str] = ("val/loss", "min")
+    #: metric watched for best.pt when trainer.monitor is not set: (name, "min" | "max"), or None
+    monitor: tuple[str, str] | None = ("val/loss", "min")
     #: whether `sample(n)` can draw new images (a plain autoencoder has no prior)
     can_sample: bool = False
 
@@ -50,6 +50,10 @@ class GenerativeModel(nn.Module):
     def training_step(self, batch: dict, phase: str, ctx: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss for this phase, and named scalars to log. ctx is per-step scratch shared by phases."""
         raise NotImplementedError
+
+    def after_step(self, phase: str) -> None:
+        """Called by the trainer after each optimizer step of a phase (WGAN weight clipping,
+        GLO's projection of its codes onto the sphere)."""
 
     @torch.no_grad()
     def evaluate_batch(self, batch: dict) -> dict[str, Tensor]:

@@ -65,6 +65,12 @@ class VAE(GenerativeModel):
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
 
+    def latents(self, n: int, batch: dict | None = None) -> Tensor:
+        """Posterior means of the batch's first n images, else draws from the prior."""
+        if batch is None:
+            return torch.randn(n, self.latent_dim, device=self.mu_head.weight.device)
+        return self.encode(batch["image"][:n])
+
     def nll(self, out: Tensor, x: Tensor) -> Tensor:
         return negative_log_likelihood(out, x, self.likelihood, self.obs_scale)
 

@@ -25,7 +25,52 @@ def activation(name: str | None) -> nn.Module:
 
 
 def norm2d(name: str | None, channels: int) -> nn.Module:
-    options = {"batch": nn.BatchNorm2d, "instance": nn.InstanceNorm2d, "none": None, None: None}
+    """batch, instance, layer (one group norm over C, H, W: no batch statistics, as a
+    gradient penalty's per-sample gradients need) or none."""
+    options = {
+        "batch": nn.BatchNorm2d,
+        "instance": lambda c: nn.InstanceNorm2d(c, affine=True),
+        "layer": lambda c: nn.GroupNorm(1, c),
+        "none": None,
+        None: None,
+    }
     if name not in options:
-        raise GenlabError(f"unknown norm {name!r}; choose one of batch, instance, none")
+        raise GenlabError(f"unknown norm {name!r}; choose one of batch, instance, layer, none")
     return nn.Identity() if options[name] is None else options[name](channels)
+
+
+def maybe_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:
+    return nn.utils.parametrizations.spectral_norm(module) if enabled else module
+
+
+class LabelCode(nn.Module):
+    """Class labels (B,) -> condition vectors (B, dim): one-hot (dim = num_classes) or a
+    learned embedding."""
+
+    def __init__(self, num_classes: int, mode: str = "embedding", dim: int | None = None):
+        super().__init__()
+        if mode not in ("onehot", "embedding"):
+            raise GenlabError(f"label conditioning {mode!r} is not one of onehot, embedding")
+        self.num_classes, self.mode = num_classes, mode
+        self.dim = num_classes if mode == "onehot" else (dim or num_classes)
+        self.embed = nn.Embedding(num_classes, self.dim) if mode == "embedding" else None
+
+    def forward(self, y):
+        if self.embed is not None:
+            return self.embed(y)
+        return nn.functional.one_hot(y, self.num_classes).float()
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al.: conv (and embedding) weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02),
+    biases 0. Spectral-normalised weights keep their parametrisation's original."""
+    for m in module.modules():
+        if isinstance(m, nn.Embedding):  # the projection discriminator's class embedding
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
