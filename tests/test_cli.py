@@ -136,3 +136,35 @@ def test_nan_loss_stops_with_the_fix_and_keeps_the_last_checkpoint(tmp_path):
 
     state, _ = checkpoint.load(tmp_path)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_conditional_gan_trains_samples_classes_and_latent_tools(tmp_path):
+    run = tmp_path / "cgan"
+    genlab("train", "experiment=cgan_digits", "trainer.max_steps=3", "model.generator.base_channels=16",
+           "model.discriminator.base_channels=16", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    genlab("sample", f"ckpt={run}", "modes=[prior,classes,fixed_z,interp,slerp,arith]", "labels=[3,3,7]", "n=6", "ncol=3",
+           "arith.a=[1,2]", "arith.b=[3]", "arith.c=[4,5,6]", cwd=tmp_path)
+    files = {p.name for p in (run / "samples" / "last").iterdir()}
+    assert {"prior.png", "classes.png", "fixed_z.png", "interp.png", "slerp.png", "arith.png", "interp.gif"} <= files
+    from PIL import Image
+
+    # labels=[3,3,7] gives three class rows of ncol=3 images of 32 px (2 px padding)
+    assert Image.open(run / "samples" / "last" / "classes.png").size == (3 * 34 + 2, 3 * 34 + 2)
+
+
+def test_gan_on_ring8_reports_mode_coverage(tmp_path):
+    run = tmp_path / "ring"
+    genlab("train", "experiment=gan_ring8", "trainer.max_steps=20", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    genlab("eval", f"ckpt={run}", "n_samples=500", cwd=tmp_path)
+    record = json.loads((run / "checkpoints" / "last.eval.json").read_text())
+    assert set(record["metrics"]) == {"modes_covered", "modes_total", "high_quality"} and record["metrics"]["modes_total"] == 8
+    genlab("sample", f"ckpt={run}", "modes=[prior]", cwd=tmp_path)
+    assert (run / "samples" / "last" / "prior.png").is_file()
+
+
+def test_glo_trains_and_interpolates_between_training_images(tmp_path):
+    run = tmp_path / "glo"
+    genlab("train", "experiment=glo_digits", "trainer.max_steps=3", "model.generator.base_channels=16", "model.fit_steps=2",
+           f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
+    genlab("sample", f"ckpt={run}", "modes=[prior,interp,arith]", "arith.a=[0]", "arith.b=[1]", "arith.c=[2]", cwd=tmp_path)
+    assert {"prior.png", "interp.png", "arith.png"} <= {p.name for p in (run / "samples" / "last").iterdir()}

@@ -20,6 +20,11 @@ CASES = {
     "vae_ema_scheduler": ["model=vae", "trainer.ema_decay=0.9", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5"],
     "conv_vae_batchnorm": ["model=conv_vae"],
     "stacked_greedy_phases": ["model=stacked_ae", "model.greedy_pretrain_steps=1"],
+    "dcgan_wgan_gp_n_critic": ["model=gan", "loss=wgan_gp", "loss.n_critic=2", "model.discriminator.norm=layer", "model.discriminator.base_channels=16", "model.generator.base_channels=16"],
+    "cgan_hinge_ema": ["model=cgan", "loss=hinge", "trainer.ema_decay=0.9", "model.discriminator.base_channels=16", "model.generator.base_channels=16"],
+    "mlp_gan_lazy_r1": ["model=gan_mlp", "loss=r1", "loss.r1_every=3"],
+    "mlp_wgan_clip": ["model=gan_mlp", "loss=wgan", "loss.n_critic=2"],
+    "glo_codes": ["model=glo", "model.generator.base_channels=16", "model.fit_steps=2"],
 }
 
 
