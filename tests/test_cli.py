@@ -27,8 +27,9 @@ def test_help_lists_the_verbs(tmp_path):
 
 def test_train_help_shows_config_groups(tmp_path):
     out = genlab("train", "--help", cwd=tmp_path).stdout
-    assert "model: ae, conv_ae, conv_vae, dae, linear_ae, sparse_ae, stacked_ae, vae" in out
-    assert "data: celeba, cifar10, digits, fashion_mnist, image_folder, mnist" in out
+    assert "model: ae, cgan, conv_ae, conv_vae, dae, gan, gan_mlp, glo, linear_ae, sparse_ae, stacked_ae, vae" in out
+    assert "data: celeba, cifar10, digits, fashion_mnist, grid25, image_folder, mnist, ring8" in out
+    assert "loss: feature_matching, hinge, lsgan, minimax, nonsat, r1, wgan, wgan_gp" in out
     for group in ("optim:", "scheduler:", "trainer:", "logger:", "experiment:"):
         assert group in out
 
