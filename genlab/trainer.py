@@ -255,26 +255,30 @@ class Trainer:
             return distributed.any_rank(self._signal is not None, self.device)
         return self._signal is not None
 
-    def _visuals(self, fixed: dict) -> None:
-        if not self.is_main:
-            return
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """The evaluation model in eval mode, on its own seeded RNG, at the training precision."""
         model = self.eval_model
         was_training = model.training
         model.eval()
-        with rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
+        try:
+            with rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
+                yield model
+        finally:
+            model.train(was_training)
+
+    def _visuals(self, fixed: dict) -> None:
+        if not self.is_main:
+            return
+        with self._evaluating() as model:
             visuals = model.visuals(fixed)
-        model.train(was_training)
         self.reporter.images(self.step, visuals, self.run_dir / "samples")
 
     def _validate(self) -> None:
         if not self.is_main:
             return
-        model = self.eval_model
-        was_training = model.training
-        model.eval()
-        with rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
+        with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
-        model.train(was_training)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
         self.reporter.scalars(self.step, self.last_val)
         if self.monitor is None:
