@@ -77,7 +77,14 @@ class Trainer:
         self._all_params = list(self.model.parameters())
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
-        self.monitor = (t.monitor, t.get("monitor_mode", "min")) if t.get("monitor") else model.monitor
+        self.eval_metrics = list(t.get("eval_metrics") or [])
+        self._image_quality = None
+        if t.get("monitor"):
+            self.monitor = (t.monitor, t.get("monitor_mode", "min"))
+        elif model.monitor is None and "fid" in self.eval_metrics:
+            self.monitor = ("val/fid", "min")
+        else:
+            self.monitor = model.monitor
         self.step, self.best, self.last_val = 0, None, {}
         self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)), write=self.is_main)
         self._signal = None
@@ -279,6 +286,8 @@ class Trainer:
             return
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
+            if self.eval_metrics:
+                means |= self._image_metrics(model)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
         self.reporter.scalars(self.step, self.last_val)
         if self.monitor is None:
@@ -290,6 +299,18 @@ class Trainer:
         if self.best is None or (value < self.best["value"] if mode == "min" else value > self.best["value"]):
             self.best = {"name": name, "value": value, "step": self.step}
             self.save_checkpoint(best=True)
+
+    def _image_metrics(self, model) -> dict[str, float]:
+        """FID (and IS, KID, PR) of eval_samples samples against the test split, whose
+        statistics are cached after the first evaluation."""
+        from genlab.metrics.image_quality import ImageQuality, data_key, loader_source, model_source
+
+        inc, n = self.t.inception, int(self.t.eval_samples)
+        if self._image_quality is None:
+            self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False)
+        real = loader_source(self.val_loader, n, "test split", data_key(self.cfg.data, "test"))
+        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self.eval_metrics)
+        return {k: v for k, v in out.items() if not k.startswith("n_")}
 
     @contextlib.contextmanager
     def _stop_on_signals(self):

@@ -49,7 +49,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             device = select_device("cpu")
             model, train_cfg, *_ = checkpoint.load_trained(run_dir, device, use_ema=True)
-            m = mode_metrics(model, eval_loader(train_cfg.data, "test"), device, OmegaConf.create({"n_samples": 2500}))
+            m = mode_metrics(model, eval_loader(train_cfg.data, "test"), device, OmegaConf.create({"mode_samples": 2500}))
             rows.append((data, loss, m["modes_covered"], m["modes_total"], m["high_quality"], wall))
             print(f"{data:7} {loss:17} modes {m['modes_covered']:2d}/{m['modes_total']:<2d}  high quality {m['high_quality']:.3f}  {wall:6.1f} s", flush=True)
     print(f"\n| data | loss | modes covered | high-quality share | train wall s |\n|---|---|---|---|---|")

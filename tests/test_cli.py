@@ -156,7 +156,7 @@ def test_conditional_gan_trains_samples_classes_and_latent_tools(tmp_path):
 def test_gan_on_ring8_reports_mode_coverage(tmp_path):
     run = tmp_path / "ring"
     genlab("train", "experiment=gan_ring8", "trainer.max_steps=20", f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
-    genlab("eval", f"ckpt={run}", "n_samples=500", cwd=tmp_path)
+    genlab("eval", f"ckpt={run}", "mode_samples=500", cwd=tmp_path)
     record = json.loads((run / "checkpoints" / "last.eval.json").read_text())
     assert set(record["metrics"]) == {"modes_covered", "modes_total", "high_quality"} and record["metrics"]["modes_total"] == 8
     genlab("sample", f"ckpt={run}", "modes=[prior]", cwd=tmp_path)

@@ -177,5 +177,5 @@ def test_non_saturating_gan_covers_the_ring(make_cfg, tmp_path):
     train.run(make_cfg("train", overrides, fast=False), run_dir=tmp_path)
     model, cfg, *_ = checkpoint.load_trained(tmp_path, select_device("cpu"))
     torch.manual_seed(0)
-    m = mode_metrics(model, eval_loader(cfg.data, "test"), torch.device("cpu"), OmegaConf.create({"n_samples": 2500}))
+    m = mode_metrics(model, eval_loader(cfg.data, "test"), torch.device("cpu"), OmegaConf.create({"mode_samples": 2500}))
     assert m["modes_covered"] >= 6 and m["high_quality"] > 0.5, m

@@ -49,7 +49,7 @@ def mode_metrics(model, loader, device, cfg) -> dict[str, float]:
     from genlab.metrics.modes import mode_coverage
 
     data = _base(loader.dataset)
-    n = int(cfg.get("n_samples") or 2500)
+    n = int(cfg.get("mode_samples") or 2500)
     samples = torch.cat([model.sample(min(1000, n - i)).cpu() for i in range(0, n, 1000)])
     return mode_coverage(samples, data.centers, data.std)
 
