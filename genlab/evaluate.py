@@ -25,7 +25,7 @@ def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], lis
     """(model metrics, image metrics) to compute. auto: every model metric that applies, or
     FID for a model that samples images and has no other metric."""
     supported = [name for name, (_, ok) in METRICS.items() if model is not None and ok(model, dataset)]
-    samples_images = model is not None and model.can_sample and len(getattr(model, "image_shape", (0, 0, 0))) == 3
+    samples_images = model is not None and (hasattr(model, "translate") or model.can_sample and len(getattr(model, "image_shape", (0, 0, 0))) == 3)
     if list(requested) in (["auto"], []):
         return (supported, []) if supported or not samples_images else ([], ["fid"])
     for name in requested:
@@ -33,7 +33,7 @@ def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], lis
             raise GenlabError(f"metrics has {name!r}; choose from {', '.join([*METRICS, *IMAGE_METRICS])} (or auto)")
         if name in METRICS and name not in supported:
             raise GenlabError(f"metric {name!r} does not apply here; the model supports {', '.join(supported) or 'no model metric'}")
-        if name in IMAGE_METRICS and model is not None and not model.can_sample:
+        if name in IMAGE_METRICS and model is not None and not (model.can_sample or hasattr(model, "translate")):
             raise GenlabError(f"metric {name!r} needs samples, and {type(model).__name__} has no prior to sample from")
     return [m for m in requested if m in METRICS], [m for m in requested if m in IMAGE_METRICS]
 
@@ -58,10 +58,17 @@ def run(cfg: DictConfig) -> dict:
     if image_metrics:
         seed_everything(int(cfg.seed))
         iq = ImageQuality(cfg.inception.weights, cfg.inception.mode, device, int(cfg.inception.batch_size), bool(cfg.inception.download))
-        fake = _fake_source(cfg, model, data_cfg)
-        real = _real_source(cfg, data_cfg)
-        results |= iq.compare(fake, real, image_metrics, int(cfg.is_splits), int(cfg.kid.subsets), int(cfg.kid.subset_size), int(cfg.pr_k))
-        protocol |= iq.protocol | {"generated": fake.name, "reference": real if isinstance(real, str) else real.name}
+        options = (int(cfg.is_splits), int(cfg.kid.subsets), int(cfg.kid.subset_size), int(cfg.pr_k))
+        if model is not None and hasattr(model, "translate") and not cfg.get("fake"):
+            for direction, (fake, real) in _translation_sources(cfg, model, data_cfg, device).items():
+                scores = iq.compare(fake, real, image_metrics, *options)
+                results |= {f"{k}_{direction}": v for k, v in scores.items()}
+            protocol |= iq.protocol | {"generated": "translated test images per direction", "reference": "the other domain's test images"}
+        else:
+            fake = _fake_source(cfg, model, data_cfg)
+            real = _real_source(cfg, data_cfg)
+            results |= iq.compare(fake, real, image_metrics, *options)
+            protocol |= iq.protocol | {"generated": fake.name, "reference": real if isinstance(real, str) else real.name}
         if cfg.get("save_real_stats") and not isinstance(real, str):
             mu, sigma, n = iq.reference_stats(real)
             save_stats(Path(cfg.save_real_stats), mu, sigma, n)
@@ -89,6 +96,19 @@ def _fake_source(cfg, model, data_cfg):
     if fake:
         return folder_source(fake, n, bs)
     return model_source(model, n, bs, list(cfg.labels) if cfg.get("labels") else None)
+
+
+def _translation_sources(cfg, model, data_cfg, device) -> dict:
+    """Per direction: (the model's translations of one domain's test images, the other domain's)."""
+    loader = eval_loader(data_cfg, cfg.split, int(cfg.inception.batch_size))
+    n = cfg.get("n_real")
+    directions = ["AtoB", "BtoA"] if hasattr(model, "F") else ["AtoB"]
+    out = {}
+    for d in directions:
+        src, dst = ("A", "B") if d == "AtoB" else ("B", "A")
+        fake = loader_source(loader, n, f"{d} translations", {}, src, transform=lambda x, d=d: model.translate(x.to(device), d).cpu())
+        out[d] = (fake, loader_source(loader, n, f"{cfg.split} {dst}", data_key(data_cfg, cfg.split), dst))
+    return out
 
 
 def _real_source(cfg, data_cfg):

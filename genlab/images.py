@@ -25,6 +25,12 @@ def interleave_rows(rows: list[Tensor], ncol: int) -> Tensor:
     return torch.cat(blocks)
 
 
+def match_channels(*batches: Tensor) -> list[Tensor]:
+    """Grayscale batches repeated to RGB when shown beside RGB ones."""
+    c = max(b.shape[1] for b in batches)
+    return [b.expand(-1, c, -1, -1) if b.shape[1] == 1 else b for b in batches]
+
+
 def grid(x: Tensor, ncol: int = 8) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> (3 or C, H', W') uint8 grid."""
     return make_grid(to_uint8(x), nrow=ncol, padding=2, pad_value=255)

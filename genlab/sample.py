@@ -4,8 +4,10 @@ traversals, denoising Markov chains and class-conditional grids."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch import Tensor
 
 from genlab import GenlabError, checkpoint
@@ -14,7 +16,7 @@ from genlab.data.loading import eval_loader
 from genlab.device import select_device
 from genlab.images import interleave_rows, save_gif, save_grid, scatter_image
 
-MODES = ("recon", "prior", "interp", "slerp", "arith", "traverse", "chain", "classes", "fixed_z")
+MODES = ("recon", "prior", "interp", "slerp", "arith", "traverse", "chain", "classes", "fixed_z", "translate")
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -49,6 +51,8 @@ def supported_modes(model) -> list[str]:
         modes.append("chain")
     if getattr(model, "num_classes", 0):
         modes += ["classes", "fixed_z"]
+    if has("translate"):
+        modes.append("translate")
     return modes
 
 
@@ -65,12 +69,17 @@ def run(cfg: DictConfig) -> dict:
     out = cfg.get("out") or path.parent.parent / "samples" / path.stem
     seed_everything(int(cfg.seed))
     need = max(int(cfg.n), 2 * int(cfg.interp.pairs), int(cfg.chain.chains))
-    loader = eval_loader(train_cfg.data, getattr(model, "latent_split", cfg.split), batch_size=need)
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iter(loader)).items()}
+    if cfg.get("input"):  # translate a folder: no data set needed
+        loader, batch = None, None
+    else:
+        loader = eval_loader(train_cfg.data, getattr(model, "latent_split", cfg.split), batch_size=need)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iter(loader)).items()}
+    with open_dict(cfg):
+        cfg.train_data = train_cfg.data  # the translate mode reads folders at the training size
     written = []
     with torch.no_grad():
         for mode in modes:
-            written += MODE_FUNCTIONS[mode](model, batch, cfg, out, loader.dataset)
+            written += MODE_FUNCTIONS[mode](model, batch, cfg, out, loader.dataset if loader else None)
     for p in written:
         print(f"wrote {p}")
     return {"files": [str(p) for p in written], "checkpoint": str(path), "weights": weights}
@@ -182,6 +191,42 @@ def _class_grid(shared_noise: bool):
     return mode
 
 
+def _translate(model, batch, cfg, out, dataset):
+    """Translate input=<folder> (else the split's images) in `direction`: each output as an
+    image file under <out>/<direction>/, and a grid of inputs above outputs (and CycleGAN's
+    reconstructions F(G(x)) below them)."""
+    from genlab.data.translation import _to_tensor
+    from genlab.data.image_folder import list_images
+    from genlab.data.transforms import load_image
+    from genlab.images import match_channels
+
+    direction, data = str(cfg.direction), cfg.train_data
+    if direction not in ("AtoB", "BtoA"):
+        raise GenlabError(f"direction={direction!r} is not one of AtoB, BtoA")
+    if direction == "BtoA" and not hasattr(model, "F"):
+        raise GenlabError(f"{type(model).__name__} translates AtoB only")
+    src = "A" if direction == "AtoB" else "B"
+    device = next(model.parameters()).device
+    if cfg.get("input"):
+        files = list_images(Path(cfg.input).expanduser())
+        if not files:
+            raise GenlabError(f"no images under input={cfg.input}")
+        size, channels = int(data.image_size), int(data[f"channels_{src}"])
+        x = torch.stack([_to_tensor(load_image(f), channels, size) for f in files]).to(device)
+        names = [f.stem for f in files]
+    else:
+        x = batch[src][: int(cfg.n)]
+        names = [f"{i:04d}" for i in range(len(x))]
+    outputs = torch.cat([model.translate(x[i : i + 16], direction) for i in range(0, len(x), 16)])
+    files_out = [save_grid(y[None], f"{out}/{direction}/{name}.png", 1) for y, name in zip(outputs, names)]
+    rows = [x, outputs]
+    if hasattr(model, "F"):
+        back = "BtoA" if direction == "AtoB" else "AtoB"
+        rows.append(torch.cat([model.translate(outputs[i : i + 16], back) for i in range(0, len(outputs), 16)]))
+    ncol = min(int(cfg.ncol), len(x))
+    return [save_grid(interleave_rows(match_channels(*rows), ncol), f"{out}/translate_{direction}.png", ncol), *files_out]
+
+
 def _whole_rows(n: int, ncol: int) -> int:
     return max(ncol, n - n % ncol) if n >= ncol else n
 
@@ -189,4 +234,5 @@ def _whole_rows(n: int, ncol: int) -> int:
 MODE_FUNCTIONS = {
     "recon": _recon, "prior": _prior, "interp": _interpolate("interp"), "slerp": _interpolate("slerp"), "arith": _arith,
     "traverse": _traverse, "chain": _chain, "classes": _class_grid(False), "fixed_z": _class_grid(True),
+    "translate": _translate,
 }

@@ -177,7 +177,7 @@ class Trainer:
                 if self.ema:
                     self.ema.update(model)
                 self.step += 1
-                tick_images += batch["image"].shape[0]
+                tick_images += len(batch["index"])
                 bar.update(1)
                 if every["log_every"] and self.step % every["log_every"] == 0:
                     now = time.perf_counter()

@@ -25,6 +25,9 @@ CASES = {
     "mlp_gan_lazy_r1": ["model=gan_mlp", "loss=r1", "loss.r1_every=3"],
     "mlp_wgan_clip": ["model=gan_mlp", "loss=wgan", "loss.n_critic=2"],
     "glo_codes": ["model=glo", "model.generator.base_channels=16", "model.fit_steps=2"],
+    "pix2pix_dropout": ["experiment=pix2pix_digit_edges", "model.generator.base_channels=8", "model.discriminator.base_channels=8"],
+    "cyclegan_pools": ["experiment=cyclegan_digits2edges", "model.pool_size=3", "model.generator_AB.base_channels=8",
+                       "model.generator_AB.n_blocks=2", "model.discriminator_A.base_channels=8"],
 }
 
 

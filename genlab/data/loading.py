@@ -61,7 +61,12 @@ class Augmented(Dataset):
 
     def __getitem__(self, item):
         index, seed = item if isinstance(item, tuple) else (item, None)
-        sample = {**self.dataset[index], "index": index}
+        if getattr(self.dataset, "random", False):  # its own draws: seeded per sample, never the global RNG
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(index if seed is None else seed)
+                sample = {**self.dataset[index], "index": index}
+        else:
+            sample = {**self.dataset[index], "index": index}
         if seed is not None and (self.hflip or self.crop_padding):
             sample["image"] = self._augment(sample["image"], seed)
         return sample
@@ -69,7 +74,7 @@ class Augmented(Dataset):
     def __getitems__(self, items: list):
         """A whole batch at once from data sets held in memory as tensors (digits, the 2-D
         mixtures): one gather instead of a Python call and a collate per sample."""
-        if not hasattr(self.dataset, "arrays"):
+        if not hasattr(self.dataset, "arrays") or getattr(self.dataset, "random", False):
             return [self[item] for item in items]
         pairs = [item if isinstance(item, tuple) else (item, None) for item in items]
         index = torch.tensor([i for i, _ in pairs])

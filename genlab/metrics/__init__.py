@@ -20,7 +20,7 @@ def split_means(model, loader, device: torch.device, max_batches: int | None = N
         batch = to_device(batch, device)
         for k, v in model.evaluate_batch(batch).items():
             sums[k] = sums.get(k, 0.0) + v.double().sum().item()
-        n += batch["image"].shape[0]
+        n += len(batch["index"])
     return {k: v / n for k, v in sums.items()}
 
 
@@ -64,6 +64,8 @@ def _base(dataset):
 # name -> (function, does it apply to this model and data set)
 METRICS = {
     "recon": (reconstruction_metrics, lambda model, data: hasattr(model, "reconstruct")),
+    # image-to-image models: paired L1/PSNR/SSIM (pix2pix) or cycle errors (CycleGAN) on the split
+    "translation": (reconstruction_metrics, lambda model, data: hasattr(model, "translate")),
     "nll": (likelihood_metrics, lambda model, data: hasattr(model, "log_likelihood_bound")),
     "modes": (mode_metrics, lambda model, data: model.can_sample and hasattr(_base(data), "centers")),
 }

@@ -64,19 +64,22 @@ def model_source(model, n: int, batch_size: int, labels=None) -> Source:
     return Source(f"samples of {type(model).__name__}", n, batches)
 
 
-def loader_source(loader, n: int | None, name: str, key: dict) -> Source:
+def loader_source(loader, n: int | None, name: str, key: dict, field: str = "image", transform=None) -> Source:
+    """Images of a data set split (field "B" of a two-domain set), or transform(images):
+    an image-to-image model's translations of them, which are never cached."""
     total = len(loader.dataset) if n is None else min(n, len(loader.dataset))
 
     def batches():
         seen = 0
         for batch in loader:
-            x = to_uint8(batch["image"][: total - seen])
+            x = batch[field][: total - seen]
+            x = to_uint8(transform(x) if transform else x)
             seen += len(x)
             yield x
             if seen >= total:
                 return
 
-    return Source(name, total, batches, {**key, "count": total})
+    return Source(name, total, batches, None if transform else {**key, "field": field, "count": total})
 
 
 def data_key(data_cfg, split: str) -> dict:

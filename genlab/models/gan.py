@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from genlab import GenlabError
 from genlab.images import scatter_image
+from genlab.losses.adversarial import NonSaturating
 from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.models.base import GenerativeModel, Phase
 
@@ -28,7 +29,7 @@ class GAN(GenerativeModel):
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: dict, z_dim: int, num_classes: int = 0):
         super().__init__()
         self.generator, self.discriminator = generator, discriminator
-        self.objective = loss["objective"]
+        self.objective = loss.get("objective") or NonSaturating()
         self.n_critic = int(loss.get("n_critic", 1))
         self.gp_weight = float(loss.get("gp_weight") or 0.0)
         self.r1_gamma, self.r1_every = float(loss.get("r1_gamma") or 0.0), int(loss.get("r1_every") or 1)

@@ -1,0 +1,144 @@
+"""Image-to-image networks of the pix2pix and CycleGAN papers (Isola et al. 2017; Zhu et al.
+2017): the ResNet generator (reflection padding, 6 or 9 residual blocks), the U-Net
+generator (skip connections, dropout), the PatchGAN discriminator (n_layers=3: 70x70
+receptive field) and the 1x1 pixel discriminator; instance or batch norm; N(0, 0.02) init."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from genlab import GenlabError
+from genlab.nets import layers as L
+
+
+def _norm(name: str, c: int) -> nn.Module:
+    if name == "instance":
+        return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
+    if name == "batch":
+        return nn.BatchNorm2d(c)
+    if name == "none":
+        return nn.Identity()
+    raise GenlabError(f"norm {name!r} is not one of instance, batch, none")
+
+
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """The reference init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, c: int, norm: str, dropout: float):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(norm, c), nn.ReLU(True), nn.Dropout(dropout),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(norm, c),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-C, tanh (Johnson et al. 2016)."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, base_channels: int = 64, n_blocks: int = 9, norm: str = "instance", dropout: float = 0.0):
+        super().__init__()
+        bias = norm == "instance"  # batch norm has its own shift
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base_channels, 7, bias=bias), _norm(norm, base_channels), nn.ReLU(True)]
+        c = base_channels
+        for _ in range(2):
+            layers += [nn.Conv2d(c, c * 2, 3, 2, 1, bias=bias), _norm(norm, c * 2), nn.ReLU(True)]
+            c *= 2
+        layers += [ResidualBlock(c, norm, dropout) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias), _norm(norm, c // 2), nn.ReLU(True)]
+            c //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        init_normal(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class UnetBlock(nn.Module):
+    """down -> inner -> up with a skip connection around it (the outermost block has none)."""
+
+    def __init__(self, outer: int, inner: int, in_channels: int | None = None, submodule: nn.Module | None = None,
+                 outermost: bool = False, innermost: bool = False, norm: str = "batch", dropout: float = 0.0):
+        super().__init__()
+        self.outermost = outermost
+        in_channels = in_channels or outer
+        bias = norm == "instance"
+        down = nn.Conv2d(in_channels, inner, 4, 2, 1, bias=bias)
+        if outermost:
+            up = nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1)
+            model = [down, submodule, nn.ReLU(True), up, nn.Tanh()]
+        elif innermost:
+            up = nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias)
+            model = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, _norm(norm, outer)]
+        else:
+            up = nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=bias)
+            model = [nn.LeakyReLU(0.2, True), down, _norm(norm, inner), submodule, nn.ReLU(True), up, _norm(norm, outer)]
+            if dropout:
+                model.append(nn.Dropout(dropout))
+        self.model = nn.Sequential(*model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net of num_downs halvings (7 for 128 px, 8 for 256 px): the bottleneck is 1x1;
+    dropout 0.5 in the three innermost non-bottleneck decoder blocks, as in pix2pix."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, num_downs: int = 8, base_channels: int = 64, norm: str = "batch", dropout: float = 0.5):
+        super().__init__()
+        b = base_channels
+        block = UnetBlock(b * 8, b * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetBlock(b * 8, b * 8, submodule=block, norm=norm, dropout=dropout)
+        for mult in (4, 2, 1):
+            block = UnetBlock(b * mult, b * mult * 2, submodule=block, norm=norm)
+        self.net = UnetBlock(out_channels, b, in_channels=in_channels, submodule=block, outermost=True, norm=norm)
+        self.num_downs = num_downs
+        init_normal(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % 2**self.num_downs or x.shape[-2] % 2**self.num_downs:
+            raise GenlabError(f"a U-Net with {self.num_downs} downsamplings needs image sides divisible by {2**self.num_downs}, got {tuple(x.shape[-2:])}")
+        return self.net(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: n_layers stride-2 4x4 convs then two stride-1 ones, one logit per patch
+    (70x70 receptive field for n_layers=3); n_layers=0 gives the 1x1 PixelGAN."""
+
+    def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3, norm: str = "batch"):
+        super().__init__()
+        bias = norm == "instance"
+        if n_layers == 0:  # PixelGAN
+            layers = [nn.Conv2d(in_channels, base_channels, 1), nn.LeakyReLU(0.2, True),
+                      nn.Conv2d(base_channels, base_channels * 2, 1, bias=bias), _norm(norm, base_channels * 2), nn.LeakyReLU(0.2, True),
+                      nn.Conv2d(base_channels * 2, 1, 1, bias=bias)]
+        else:
+            layers = [nn.Conv2d(in_channels, base_channels, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+            mult = 1
+            for n in range(1, n_layers + 1):
+                prev, mult = mult, min(2**n, 8)
+                stride = 2 if n < n_layers else 1
+                layers += [nn.Conv2d(base_channels * prev, base_channels * mult, 4, stride, 1, bias=bias), _norm(norm, base_channels * mult), nn.LeakyReLU(0.2, True)]
+            layers.append(nn.Conv2d(base_channels * mult, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+        init_normal(self)
+
+    def forward(self, x: Tensor, y=None) -> Tensor:
+        return self.net(x)
