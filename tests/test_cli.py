@@ -27,9 +27,9 @@ def test_help_lists_the_verbs(tmp_path):
 
 def test_train_help_shows_config_groups(tmp_path):
     out = genlab("train", "--help", cwd=tmp_path).stdout
-    assert "model: ae, cgan, conv_ae, conv_vae, dae, gan, gan_mlp, glo, linear_ae, sparse_ae, stacked_ae, vae" in out
-    assert "data: celeba, cifar10, digits, fashion_mnist, grid25, image_folder, mnist, ring8" in out
-    assert "loss: feature_matching, hinge, lsgan, minimax, nonsat, r1, wgan, wgan_gp" in out
+    assert "model: ae, cgan, conv_ae, conv_vae, cyclegan, dae, gan, gan_mlp, glo, linear_ae, pix2pix, sparse_ae, stacked_ae, vae" in out
+    assert "data: celeba, cifar10, cityscapes, digit_edges, digits, digits2edges, edges2shoes, facades, fashion_mnist, grid25" in out
+    assert "loss: default, feature_matching, hinge, lsgan, minimax, nonsat, r1, wgan, wgan_gp" in out
     for group in ("optim:", "scheduler:", "trainer:", "logger:", "experiment:"):
         assert group in out
 
