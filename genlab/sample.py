@@ -195,7 +195,7 @@ def _translate(model, batch, cfg, out, dataset):
     """Translate input=<folder> (else the split's images) in `direction`: each output as an
     image file under <out>/<direction>/, and a grid of inputs above outputs (and CycleGAN's
     reconstructions F(G(x)) below them)."""
-    from genlab.data.translation import _to_tensor
+    from genlab.data.translation import domain_image
     from genlab.data.image_folder import list_images
     from genlab.data.transforms import load_image
     from genlab.images import match_channels
@@ -212,7 +212,7 @@ def _translate(model, batch, cfg, out, dataset):
         if not files:
             raise GenlabError(f"no images under input={cfg.input}")
         size, channels = int(data.image_size), int(data[f"channels_{src}"])
-        x = torch.stack([_to_tensor(load_image(f), channels, size) for f in files]).to(device)
+        x = torch.stack([domain_image(load_image(f), channels, size) for f in files]).to(device)
         names = [f.stem for f in files]
     else:
         x = batch[src][: int(cfg.n)]

@@ -25,7 +25,8 @@ from genlab.data.splits import check_split
 from genlab.data.transforms import load_image
 
 
-def _to_tensor(image, channels: int, load_size: int) -> Tensor:
+def domain_image(image, channels: int, load_size: int) -> Tensor:
+    """PIL image -> (channels, load_size, load_size) in [-1, 1], bicubic as the reference code."""
     image = image.convert("L" if channels == 1 else "RGB")
     x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
     return v2.functional.resize(x, [load_size, load_size], interpolation=v2.InterpolationMode.BICUBIC, antialias=True).clamp(0, 1) * 2 - 1
@@ -68,8 +69,8 @@ class UnalignedFolders(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         j = i % len(self.files_B) if self.serial or not self.train else int(torch.randint(len(self.files_B), ()))
-        a = _to_tensor(load_image(self.files_A[i % len(self.files_A)]), self.channels[0], self.load_size)
-        b = _to_tensor(load_image(self.files_B[j]), self.channels[1], self.load_size)
+        a = domain_image(load_image(self.files_A[i % len(self.files_A)]), self.channels[0], self.load_size)
+        b = domain_image(load_image(self.files_B[j]), self.channels[1], self.load_size)
         return {"A": crop_and_flip(a, self.crop_size, self.train), "B": crop_and_flip(b, self.crop_size, self.train)}
 
 
@@ -105,8 +106,8 @@ class AlignedFolders(Dataset):
             ab = load_image(self.files[i])
             w, h = ab.size
             a_img, b_img = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
-        a = _to_tensor(a_img, self.channels[0], self.load_size)
-        b = _to_tensor(b_img, self.channels[1], self.load_size)
+        a = domain_image(a_img, self.channels[0], self.load_size)
+        b = domain_image(b_img, self.channels[1], self.load_size)
         pair = crop_and_flip(torch.cat([a, b]), self.crop_size, self.train)  # one crop and flip for both
         a, b = pair[: len(a)], pair[len(a) :]
         return {"A": a, "B": b} if self.direction == "AtoB" else {"A": b, "B": a}
