@@ -136,3 +136,33 @@ def test_cyclegan_translates_both_ways_with_reconstructions(tmp_path):
     genlab("sample", f"ckpt={run}", "modes=[translate]", "direction=BtoA", "n=4", "ncol=4", cwd=tmp_path)
     grid = Image.open(run / "samples" / "last" / "translate_BtoA.png")
     assert grid.size == (4 * 34 + 2, 3 * 34 + 2)  # inputs, translations, reconstructions
+
+
+def write_layouts(root):
+    """The offline digit pairs written to disk in the two standard layouts: CycleGAN's
+    trainA/ trainB/ testA/ testB/ and pix2pix's train/ test/ of A|B side-by-side images."""
+    from genlab.data.translation import DigitEdges
+    from genlab.images import to_uint8
+
+    for split, n in (("train", 8), ("test", 4)):
+        ds = DigitEdges(split, 32)
+        for i in range(n):
+            a, b = (to_uint8(ds[i][k])[0].numpy() for k in "AB")
+            save(root / "unaligned" / f"{split}A" / f"{i}.png", a)
+            save(root / "unaligned" / f"{split}B" / f"{i + 100}.png", b)
+            save(root / "aligned" / split / f"{i}.png", np.concatenate([a, b], 1))
+
+
+def test_both_models_train_from_the_cli_on_folders_in_the_standard_layouts(tmp_path):
+    write_layouts(tmp_path)
+    small = ["data.image_size=32", "data.dataset.load_size=36", "data.channels_A=1", "data.channels_B=1", "data.num_workers=0",
+             "trainer.max_steps=2", "trainer.eval_batches=1", "trainer.progress_bar=false", "logger=jsonl"]
+    genlab("train", "model=cyclegan", "data=horse2zebra", f"data.dataset.root={tmp_path / 'unaligned'}", "model.generator_AB.base_channels=8",
+           "model.generator_AB.n_blocks=2", "model.discriminator_A.base_channels=8", *small, f"hydra.run.dir={tmp_path / 'cg'}", cwd=tmp_path)
+    genlab("train", "model=pix2pix", "data=facades", f"data.dataset.root={tmp_path / 'aligned'}", "data.dataset.direction=AtoB",
+           "model.generator.num_downs=5", "model.generator.base_channels=8", "model.discriminator.base_channels=8", *small,
+           f"hydra.run.dir={tmp_path / 'p2p'}", cwd=tmp_path)
+    for run in ("cg", "p2p"):
+        assert (tmp_path / run / "checkpoints" / "last.pt").is_file()
+    genlab("sample", f"ckpt={tmp_path / 'cg'}", "modes=[translate]", f"input={tmp_path / 'unaligned' / 'testB'}", "direction=BtoA", cwd=tmp_path)
+    assert len(list((tmp_path / "cg" / "samples" / "last" / "BtoA").iterdir())) == 4
