@@ -109,7 +109,6 @@ class TrainStream:
             pin_memory=torch.cuda.is_available(),
             generator=torch.Generator(),  # workers' base seed must not draw from the global RNG
         )
-        self.dataset = dataset
         self._iter = None
 
     @property
