@@ -48,6 +48,9 @@ class Trainer:
         self.is_main = self.rank == 0
         self.precision = check_precision(t.precision, self.device)
         self.model = model.to(self.device)
+        self.channels_last = bool(t.get("channels_last", False))
+        if self.channels_last:  # NHWC convolutions: faster for some conv nets and devices (scripts/bench_translation.py)
+            self.model = self.model.to(memory_format=torch.channels_last)
         if self.world_size > 1:
             distributed.broadcast_state(self.model)
         self.stream, self.val_loader = stream, val_loader
@@ -163,13 +166,13 @@ class Trainer:
             while self.step < self.total_steps and not self._should_stop():
                 if self.world_size > 1:  # per-rank noise, a pure function of (seed, step, rank): resumable
                     torch.manual_seed((int(t.seed) * 1_000_003 + self.step) * self.world_size + self.rank)
-                batch = to_device(next(self.stream), self.device)
+                batch = self._batch()
                 ctx = {"step": self.step}
                 for phase in model.phases:
                     if not phase.active(self.step):
                         continue
                     for r in range(phase.repeats):
-                        self._run_phase(phase, batch if r == 0 else to_device(next(self.stream), self.device), ctx)
+                        self._run_phase(phase, batch if r == 0 else self._batch(), ctx)
                 for s in self.schedulers.values():
                     s.step()
                 if self.world_size > 1:
@@ -256,6 +259,12 @@ class Trainer:
     def eval_model(self) -> GenerativeModel:
         """The EMA weights where the model keeps them, else the live ones."""
         return self.ema.module if self.ema else self.model
+
+    def _batch(self) -> dict:
+        batch = to_device(next(self.stream), self.device)
+        if self.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
+        return batch
 
     def _should_stop(self) -> bool:
         if self.world_size > 1:

@@ -19,6 +19,7 @@ CASES = {
     "dae_noise": ["model=dae", "model.corruption.kind=salt_pepper"],
     "vae_ema_scheduler": ["model=vae", "trainer.ema_decay=0.9", "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5"],
     "conv_vae_batchnorm": ["model=conv_vae"],
+    "conv_vae_channels_last_bf16": ["model=conv_vae", "trainer.channels_last=true", "trainer.precision=bf16"],
     "stacked_greedy_phases": ["model=stacked_ae", "model.greedy_pretrain_steps=1"],
     "dcgan_wgan_gp_n_critic": ["model=gan", "loss=wgan_gp", "loss.n_critic=2", "model.discriminator.norm=layer", "model.discriminator.base_channels=16", "model.generator.base_channels=16"],
     "cgan_hinge_ema": ["model=cgan", "loss=hinge", "trainer.ema_decay=0.9", "model.discriminator.base_channels=16", "model.generator.base_channels=16"],
