@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import genlab
 from genlab import GenlabError, checkpoint, distributed
-from genlab.data.loading import TrainStream
+from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.metrics import split_means
@@ -155,7 +155,8 @@ class Trainer:
             self.load_state_dict(*resume)
             log.info("resumed from %s at step %d", resume[1], self.step)
         t, model = self.t, self.model
-        fixed = to_device(next(iter(self.val_loader)), self.device)  # the same images in every grid
+        # the same 64 test images in every grid, whatever the training batch size
+        fixed = to_device(next(iter(eval_loader(self.cfg.data, "test", batch_size=64))), self.device) if self.is_main else None
         every = {k: int(t.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every")}
         from tqdm import tqdm
 
