@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,18 @@ def save(state: dict, path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Atomically make dst the same file as src: a hard link renamed over dst, or a copy
+    where the file system has no hard links."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def load(path: str | os.PathLike) -> tuple[dict, Path]:

@@ -140,13 +140,15 @@ class Trainer:
             checkpoint.save(state, self.ckpt_dir / "best.pt")
             return self.ckpt_dir / "best.pt"
         last = self.ckpt_dir / "last.pt"
-        checkpoint.save(state, last)
         keep = int(self.t.get("keep_last", 0))
-        if keep > 0:
-            step_file = self.ckpt_dir / f"step_{self.step:07d}.pt"
-            checkpoint.save(state, step_file)
-            for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
-                old.unlink()
+        if keep <= 0:
+            checkpoint.save(state, last)
+            return last
+        step_file = self.ckpt_dir / f"step_{self.step:07d}.pt"
+        checkpoint.save(state, step_file)
+        checkpoint.link_or_copy(step_file, last)  # serialised once, published under both names
+        for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
+            old.unlink()
         return last
 
     # -- the loop ------------------------------------------------------------------------------
