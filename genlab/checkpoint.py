@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from genlab import GenlabError
+from genlab.atomic import atomic_write
 
 FORMAT = 1
 TRUSTED_TARGETS = ("genlab.", "torch.")
@@ -29,35 +29,9 @@ def resolve(path: str | os.PathLike) -> Path:
 
 
 def save(state: dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over
-    `path`: a crash at any moment leaves either the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Atomically make dst the same file as src: a hard link renamed over dst, or a copy
-    where the file system has no hard links."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    """Serialise `state` to `path` atomically (genlab.atomic): a crash at any moment leaves
+    either the old file or the new one, never half of one."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load(path: str | os.PathLike) -> tuple[dict, Path]:

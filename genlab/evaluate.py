@@ -6,7 +6,6 @@ full protocol (counts, split, seed, weights and their sha256, resize mode, genla
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import genlab
 from genlab import GenlabError, checkpoint
+from genlab.atomic import atomic_write_text
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.device import select_device
@@ -78,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
     protocol |= {"options": OmegaConf.to_container(cfg, resolve=True), "wall_s": round(time.perf_counter() - start, 3)}
     record = {"metrics": results, "protocol": protocol}
     out = Path(cfg.out) if cfg.get("out") else (path.with_name(path.stem + ".eval.json") if path else Path("genlab_eval.json"))
-    _write_json(record, out)
+    atomic_write_text(out, json.dumps(record, indent=2) + "\n")
     title = f"{path} (step {state['step']}, {weights} weights, {cfg.split} split)" if path else f"{cfg.fake} against {protocol.get('reference')}"
     print(format_table(results, title))
     print(f"wrote {out}")
@@ -128,10 +128,3 @@ def format_table(results: dict[str, float], title: str) -> str:
     lines = [title, "-" * max(len(title), width + 16)]
     lines += [f"{k:<{width}}  {v:>14.6g}" for k, v in results.items()]
     return "\n".join(lines)
-
-
-def _write_json(record: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, out)

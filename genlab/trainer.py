@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import genlab
 from genlab import GenlabError, checkpoint, distributed
+from genlab.atomic import link_or_copy
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
@@ -146,7 +147,7 @@ class Trainer:
             return last
         step_file = self.ckpt_dir / f"step_{self.step:07d}.pt"
         checkpoint.save(state, step_file)
-        checkpoint.link_or_copy(step_file, last)  # serialised once, published under both names
+        link_or_copy(step_file, last)  # serialised once, published under both names
         for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
             old.unlink()
         return last

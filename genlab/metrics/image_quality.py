@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from genlab import GenlabError
+from genlab.atomic import atomic_write
 from genlab.data.image_folder import list_images
 from genlab.data.transforms import load_image
 from genlab.images import to_uint8
@@ -195,11 +196,7 @@ class ImageQuality:
 
 def save_stats(path: Path, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:
     """pytorch-fid's .npz format (mu, sigma) plus the count, written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma, n=n)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma, n=n))
 
 
 def load_stats(path: str) -> tuple[np.ndarray, np.ndarray, int]:
