@@ -12,7 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from genlab import GenlabError
+from genlab import RunError
+
+
+class NoSpaceError(RunError):
+    """The disk filled up during a write; the target was left as it was."""
+
+    def __init__(self, message: str, device: str = ""):
+        super().__init__(message)
+        self.device = device
+
+
+def _no_space(path: Path, kept: str) -> NoSpaceError:
+    device = mount_point(path.parent)
+    return NoSpaceError(f"no space left on {device} writing {path}; {kept}", device)
 
 
 def temp_path(path: Path) -> Path:
@@ -33,8 +46,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         os.replace(tmp, path)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            kept = f"the previous {path} is intact" if path.exists() else f"{path} was not written"
-            raise GenlabError(f"no space left on {mount_point(path.parent)} writing {path}; {kept}") from None
+            raise _no_space(path, f"the previous {path} is intact" if path.exists() else f"{path} was not written") from None
         raise
     finally:
         tmp.unlink(missing_ok=True)
@@ -59,7 +71,7 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise GenlabError(f"no space left on {mount_point(dst.parent)} writing {dst}; {src} is complete") from None
+            raise _no_space(dst, f"{src} is complete") from None
         raise
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,5 +1,6 @@
 """Checkpoints: one file holds everything to continue bit-exactly, written atomically, read
-with torch.load(weights_only=True) so that opening a file never runs code from it."""
+with torch.load(weights_only=True), and its config checked against genlab's allow list
+(genlab.components) before anything is built from it: opening a file never runs code from it."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from torch import nn
 
 from genlab import GenlabError
 from genlab.atomic import atomic_write
+from genlab.components import check_stored_config
 
 FORMAT = 1
-TRUSTED_TARGETS = ("genlab.", "torch.")
 
 
 def resolve(path: str | os.PathLike) -> Path:
@@ -46,21 +47,13 @@ def load(path: str | os.PathLike) -> tuple[dict, Path]:
         raise GenlabError(f"{p} is not a genlab checkpoint (no genlab_format key); pass a file written by genlab train")
     if state["genlab_format"] > FORMAT:
         raise GenlabError(f"{p} was written by a newer genlab (format {state['genlab_format']}); upgrade genlab")
-    check_targets(state["config"])
+    if not isinstance(state.get("config"), dict):
+        raise GenlabError(f"{p} holds no run config; pass a checkpoint written by genlab train")
+    check_stored_config(state["config"], str(p))
+    choices = state.get("choices", {})
+    if not (isinstance(choices, dict) and all(isinstance(k, str) and isinstance(v, (str, type(None))) for k, v in choices.items())):
+        raise GenlabError(f"{p} has malformed config-group choices; pass a checkpoint written by genlab train")
     return state, p
-
-
-def check_targets(node, where: str = "config") -> None:
-    """A checkpoint's config may only instantiate classes from genlab and torch."""
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None and not str(target).startswith(TRUSTED_TARGETS):
-            raise GenlabError(f"refusing {where}._target_={target!r} from a checkpoint: only genlab.* and torch.* are trusted")
-        for k, v in node.items():
-            check_targets(v, f"{where}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            check_targets(v, f"{where}[{i}]")
 
 
 def load_model_state(model: nn.Module, state_dict: dict, path: Path) -> None:

@@ -3,6 +3,7 @@ config_name = verb, so -m sweeps, --cfg, --help and launcher plugins work as in 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import signal
 import sys
@@ -32,13 +33,35 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"genlab: error: unknown verb {verb!r}; choose one of {', '.join(VERBS)}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
+    try:
+        _run_verb(verb, argv[1:])
+    except KeyboardInterrupt:  # Ctrl-C while starting up or in a verb without its own handler
+        print("genlab: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _run_verb(verb: str, args: list[str]) -> None:
     import hydra
+    from hydra._internal.utils import get_args_parser
 
     import genlab.config  # noqa: F401  (registers the resolvers the configs use)
+    from genlab import GenlabError
+    from genlab.validation import check_command_line
 
+    flags = get_args_parser().parse_args(args)
+    if not (flags.help or flags.hydra_help or flags.info or flags.shell_completion):
+        try:  # before Hydra creates a run directory
+            check_command_line(verb, flags.overrides, multirun=flags.multirun)
+        except GenlabError as e:
+            _fail(e)
     run = importlib.import_module(VERBS[verb][0]).run
-    sys.argv = [f"genlab {verb}", *argv[1:]]
+    sys.argv = [f"genlab {verb}", *args]
     hydra.main(version_base=None, config_path="pkg://genlab.configs", config_name=verb)(_task(run))()
+
+
+def _fail(e: Exception) -> None:
+    print(f"genlab: error: {e}", file=sys.stderr)
+    sys.exit(getattr(e, "exit_code", 1))
 
 
 def _task(run):
@@ -53,14 +76,16 @@ def _task(run):
                 raise GenlabError(f"{missing[0]} has no value; set it on the command line: {missing[0]}=...")
             result = run(cfg)
         except GenlabError as e:
-            print(f"genlab: error: {e}", file=sys.stderr)
-            sys.exit(2)
+            _fail(e)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            _fail(OSError(f"no space left on device writing {e.filename or 'a file'}: {e.strerror}"))
         if isinstance(result, dict) and result.get("interrupted"):
             sys.exit(128 + signal.Signals[result["interrupted"]].value)
         return result
 
     return task
-
 
 if __name__ == "__main__":
     main()

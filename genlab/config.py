@@ -3,6 +3,7 @@ and the config of a resumed run."""
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from pathlib import Path
@@ -15,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab import GenlabError
 
-GROUPS = ("model", "data", "optim", "scheduler", "trainer", "logger", "experiment")
+GROUPS = ("model", "data", "loss", "optim", "scheduler", "trainer", "logger", "experiment")
+log = logging.getLogger(__name__)
 
 
 def _run_dir_of(resume, default: str) -> str:
@@ -56,21 +58,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# keys a resumed run cannot take from the command line, and why
+FIXED_ON_RESUME = {
+    "trainer.seed": "the random state continues from the checkpoint",
+    "data.batch_size": "the data position is counted in batches of the original size",
+}
+
+
 def resume_config(saved: dict, saved_choices: dict, overrides: list[str]) -> DictConfig:
     """The config of a resumed run: the one saved in the checkpoint, with the command line's
-    plain key=value overrides on top (e.g. trainer.max_steps=4000). Config-group choices
-    (model=, data=, ...) are part of the run and cannot change on resume."""
+    plain key=value overrides applied on top (each logged), or refused in one line where a
+    resume cannot honour them: config-group choices (model=, data=, ...) and the keys in
+    FIXED_ON_RESUME are part of the run."""
     cfg = OmegaConf.create(saved)
+    OmegaConf.set_struct(cfg, True)  # a key the run does not have is an error, not a new key
     for ov in overrides:
         key, _, value = ov.partition("=")
-        key = key.lstrip("+")
-        if key == "resume" or key.startswith("hydra"):
+        if key.lstrip("+") == "resume" or key.lstrip("+~").startswith("hydra"):
             continue
         if key.startswith("~"):
             raise GenlabError(f"cannot delete {key[1:]} when resuming; resume with the run's config")
+        key = key.lstrip("+")
         if key in GROUPS:
             if str(saved_choices.get(key)) != value:
-                raise GenlabError(f"this run was trained with {key}={saved_choices.get(key)}; drop the override {ov} to resume it")
+                raise GenlabError(f"this run was trained with {key}={saved_choices.get(key)}; drop the override {ov} to resume it, "
+                                  "or start a new run")
             continue
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key}={value}"]))
+        before = OmegaConf.select(cfg, key, default=None)
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{key}={value}"]))
+        except Exception:  # a key this run's config does not have
+            raise GenlabError(f"{key} is not a key of the resumed run's config; drop {ov}") from None
+        after = OmegaConf.select(cfg, key, default=None)
+        if key in FIXED_ON_RESUME and after != before:
+            raise GenlabError(f"{key} cannot change when resuming ({FIXED_ON_RESUME[key]}): the run has {key}={before}; drop {ov}")
+        if after != before:
+            log.info("resume: applying %s=%s (the run had %s)", key, after, before)
     return cfg

@@ -22,11 +22,15 @@ from genlab.metrics.image_quality import IMAGE_METRICS, ImageQuality, data_key, 
 
 
 def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], list[str]]:
-    """(model metrics, image metrics) to compute. auto: every model metric that applies, or
-    FID for a model that samples images and has no other metric."""
+    """(model metrics, image metrics) to compute. auto: FID between folders (no model); every
+    model metric that applies; or FID for a model that samples images and has no other metric."""
     supported = [name for name, (_, ok) in METRICS.items() if model is not None and ok(model, dataset)]
     samples_images = model is not None and (hasattr(model, "translate") or model.can_sample and len(getattr(model, "image_shape", (0, 0, 0))) == 3)
     if list(requested) in (["auto"], []):
+        if model is None:
+            return [], ["fid"]
+        if not supported and not samples_images:
+            raise GenlabError(f"no metric applies to {type(model).__name__} here; give metrics=[...] from {', '.join(METRICS)}")
         return (supported, []) if supported or not samples_images else ([], ["fid"])
     for name in requested:
         if name not in METRICS and name not in IMAGE_METRICS:

@@ -12,6 +12,7 @@ from genlab import checkpoint, distributed
 from genlab.config import build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.trainer import Trainer
+from genlab.validation import check_applies, check_values
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         cfg = resume_config(state["config"], saved_choices, overrides)
         choices = saved_choices
         resume = (state, path)
+    check_values(cfg, "train")
+    check_applies(cfg, choices, [] if resume else overrides)
     seed_everything(int(cfg.trainer.seed))
     model = build(cfg.model, "model")
     rank, world_size, _ = distributed.world()

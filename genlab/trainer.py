@@ -5,7 +5,9 @@ checkpoint cadence, exact resume and graceful stop on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import math
 import signal
 import threading
 import time
@@ -16,8 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab import GenlabError, checkpoint, distributed
-from genlab.atomic import link_or_copy
+from genlab import GenlabError, RunError, checkpoint, distributed
+from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
@@ -26,6 +28,16 @@ from genlab.models.base import GenerativeModel
 from genlab.reporting import Reporter, flatten
 
 log = logging.getLogger(__name__)
+# a loss term beyond this is diverging even while it is still finite (warned once per run)
+DIVERGENCE_BOUND = 1e10
+
+
+class Aborted(RunError):
+    """A second Ctrl-C: stop now, after any checkpoint write in progress has finished."""
+
+    exit_code = 130
+
+
 def rng_sandbox(device: torch.device, seed: int):
     """Run a block on its own seeded RNG and leave the training RNG untouched, so that
     sampling and evaluation never change what training draws next (exact resume)."""
@@ -73,7 +85,9 @@ class Trainer:
         if sched and sched.get("_target_"):
             self.schedulers = {n: instantiate(sched)(o, total_steps=self.total_steps) for n, o in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
-        self.ema = EMA(self.model, float(t.ema_decay)) if t.get("ema_decay") and model.ema_modules else None
+        if t.get("ema_decay") and not model.ema_modules:
+            raise GenlabError(f"trainer.ema_decay={t.ema_decay} does not apply: {type(model).__name__} keeps no EMA of its weights; drop it")
+        self.ema = EMA(self.model, float(t.ema_decay)) if t.get("ema_decay") else None
         if t.get("compile"):
             for child in self.model.children():
                 child.compile()  # in place: state_dict keys keep their names
@@ -82,6 +96,9 @@ class Trainer:
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self.eval_metrics = list(t.get("eval_metrics") or [])
+        if self.eval_metrics and not (model.can_sample and len(getattr(model, "image_shape", ())) == 3):
+            raise GenlabError(f"trainer.eval_metrics={self.eval_metrics} needs a model that samples images, which {type(model).__name__} "
+                              "does not; drop it (genlab eval computes FID of translation models per direction)")
         self._image_quality = None
         if t.get("monitor"):
             self.monitor = (t.monitor, t.get("monitor_mode", "min"))
@@ -92,6 +109,9 @@ class Trainer:
         self.step, self.best, self.last_val = 0, None, {}
         self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)), write=self.is_main)
         self._signal = None
+        self._writing, self._abort = False, False  # a checkpoint write in progress; a second Ctrl-C during it
+        self._pending: tuple[int, bytes] | None = None  # a checkpoint that waits for its step's losses
+        self._warned_divergence = False
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -124,36 +144,108 @@ class Trainer:
                 s.load_state_dict(state["schedulers"][n])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        self._apply_optimizer_settings(state["config"])
         self.stream.load_state_dict(state["data"])
         self.step, self.best = int(state["step"]), state.get("best")
         checkpoint.set_rng_state(state["rng"])  # last: nothing after this may draw
+
+    def _optimizer_settings(self, config: dict, group: str) -> dict:
+        settings = {k: v for k, v in (config.get("optim") or {}).items() if not k.startswith("_")}
+        return settings | ((config.get("optim_groups") or {}).get(group) or {})
+
+    def _apply_optimizer_settings(self, saved_config: dict) -> None:
+        """A resumed optimizer's state brings back the hyperparameters it was saved with; the
+        ones this run's config changes (optim.lr=... on resume) are applied on top, and said."""
+        for name, opt in self.optimizers.items():
+            old, new = self._optimizer_settings(saved_config, name), self._optimizer_settings(self.config_container, name)
+            for key, value in new.items():
+                if old.get(key) == value or key not in opt.defaults:
+                    continue
+                value = tuple(value) if isinstance(value, list) else value
+                sched = self.schedulers.get(name)
+                for i, group in enumerate(opt.param_groups):
+                    group[key] = value
+                    if key == "lr" and sched is not None:  # the schedule scales the new base rate
+                        group["initial_lr"] = sched.base_lrs[i] = value
+                        group["lr"] = value * sched.lr_lambdas[i](sched.last_epoch)
+                log.info("resume: optimizer %s uses %s=%s (the checkpoint had %s)", name, key, value, old.get(key))
 
     @property
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
     def save_checkpoint(self, best: bool = False) -> Path:
-        """Written by rank 0 only (all ranks hold the same state)."""
-        if not self.is_main:
-            return self.ckpt_dir / ("best.pt" if best else "last.pt")
-        state = self.state_dict()
-        if best:
-            checkpoint.save(state, self.ckpt_dir / "best.pt")
-            return self.ckpt_dir / "best.pt"
+        """Write the state now (rank 0 only: all ranks hold the same state)."""
+        name = "best.pt" if best else "last.pt"
+        if self.is_main:
+            self._write(self.step, self._serialize(), best)
+        return self.ckpt_dir / name
+
+    def _serialize(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def _write(self, step: int, data: bytes, best: bool = False) -> None:
+        """Publish a serialised state as best.pt, or as the step file and last.pt. A second
+        Ctrl-C meanwhile waits for the write to finish; a full disk keeps the previous file."""
+        self._writing = True
+        try:
+            write = lambda f: f.write(data)  # noqa: E731
+            if best:
+                atomic_write(self.ckpt_dir / "best.pt", write)
+                return
+            last = self.ckpt_dir / "last.pt"
+            keep = int(self.t.get("keep_last", 0))
+            if keep <= 0:
+                atomic_write(last, write)
+                return
+            step_file = self.ckpt_dir / f"step_{step:07d}.pt"
+            atomic_write(step_file, write)
+            link_or_copy(step_file, last)  # serialised once, published under both names
+            for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
+                old.unlink()
+        except NoSpaceError as e:
+            raise NoSpaceError(f"no space left on {e.device} writing the checkpoint of step {step}; {self._last_checkpoint()}", e.device) from None
+        finally:
+            self._writing = False
+            if self._abort:
+                raise KeyboardInterrupt
+
+    def _checkpoint_when_confirmed(self) -> None:
+        """A periodic checkpoint is held back until the next step has run on its weights with
+        finite losses, so that no checkpoint holds weights that have already diverged."""
+        if self.is_main:
+            self._pending = (self.step, self._serialize())
+
+    def _flush_pending(self) -> None:
+        if self._pending is not None:
+            step, data = self._pending
+            self._pending = None
+            self._write(step, data)
+
+    def _last_checkpoint(self) -> str:
         last = self.ckpt_dir / "last.pt"
-        keep = int(self.t.get("keep_last", 0))
-        if keep <= 0:
-            checkpoint.save(state, last)
-            return last
-        step_file = self.ckpt_dir / f"step_{self.step:07d}.pt"
-        checkpoint.save(state, step_file)
-        link_or_copy(step_file, last)  # serialised once, published under both names
-        for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
-            old.unlink()
-        return last
+        if not last.is_file():
+            return "there is no checkpoint yet"
+        try:
+            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
+        except Exception:
+            return f"the previous checkpoint {last} is intact"
+        return f"the previous checkpoint {last} (step {step}) is intact"
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: tuple[dict, Path] | None = None) -> dict:
+        try:
+            return self._fit(resume)
+        except KeyboardInterrupt:
+            self._pending = None
+            raise Aborted(f"aborted by a second Ctrl-C at step {self.step}; {self._last_checkpoint().replace('the previous', 'the last')}") from None
+
+    def _fit(self, resume: tuple[dict, Path] | None) -> dict:
+        if self.is_main:
+            for tmp in remove_stale_temporaries(self.ckpt_dir):
+                log.info("removed %s, left by an interrupted checkpoint write", tmp)
         if resume:
             self.load_state_dict(*resume)
             log.info("resumed from %s at step %d", resume[1], self.step)
@@ -183,12 +275,14 @@ class Trainer:
                     distributed.broadcast_buffers(model)
                 if self.ema:
                     self.ema.update(model)
+                self._flush_pending()  # this step ran on the held-back weights with finite losses
                 self.step += 1
                 tick_images += len(batch["index"])
                 bar.update(1)
                 if every["log_every"] and self.step % every["log_every"] == 0:
                     now = time.perf_counter()
                     train_means = self.reporter.means()
+                    self._check_divergence(train_means)
                     perf = {"perf/images_per_s": tick_images / (now - tick), "epoch": float(self.stream.sampler.epoch)}
                     lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
                     self.reporter.scalars(self.step, train_means | lrs | perf)
@@ -199,8 +293,9 @@ class Trainer:
                 if every["eval_every"] and self.step % every["eval_every"] == 0:
                     self._validate()
                 if every["ckpt_every"] and self.step % every["ckpt_every"] == 0:
-                    self.save_checkpoint()
+                    self._checkpoint_when_confirmed()
         bar.close()
+        self._pending = None  # the final save below writes the same or a later state
         if self.world_size > 1 and self._signal is None and self.step < self.total_steps:
             self._signal = signal.SIGTERM  # another rank was stopped
         interrupted = signal.Signals(self._signal).name if self._signal else None
@@ -234,11 +329,13 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         with autocast_context(self.device, self.precision):
             loss, logs = self.model.training_step(batch, phase.name, ctx)
-        if not torch.isfinite(loss):
-            raise GenlabError(
-                f"the loss of phase {phase.name!r} is {loss.item()} at step {self.step}; the last good checkpoint is in "
-                f"{self.ckpt_dir}. Lower optim.lr, set trainer.grad_clip, or use trainer.precision=32"
-            )
+        value = loss.detach().float().item()
+        if not math.isfinite(value):
+            self._pending = None  # it holds the weights that gave this loss
+            fixes = "lower optim.lr or set trainer.grad_clip" + ("" if self.precision == "32" else ", or use trainer.precision=32")
+            raise RunError(f"the loss of phase {phase.name!r} is {value} at step {self.step}; "
+                           f"{self._last_checkpoint().replace('the previous', 'the last good')}; {fixes}")
+        self._check_divergence({phase.name: value})
         (self.scaler.scale(loss) if self.scaler else loss).backward()
         if self.world_size > 1:
             distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
@@ -258,6 +355,16 @@ class Trainer:
             self.reporter.accumulate(prefix + k, v)
         for p, trainable in zip(self._all_params, self._trainable):
             p.requires_grad_(trainable)
+
+    def _check_divergence(self, values: dict[str, float]) -> None:
+        if self._warned_divergence:
+            return
+        for name, value in values.items():
+            if abs(value) > DIVERGENCE_BOUND:
+                self._warned_divergence = True
+                log.warning("%s = %.3g at step %d: the training is diverging (warned once); lower optim.lr or set trainer.grad_clip",
+                            name, value, self.step)
+                return
 
     @property
     def eval_model(self) -> GenerativeModel:
@@ -328,13 +435,17 @@ class Trainer:
     @contextlib.contextmanager
     def _stop_on_signals(self):
         """SIGINT (Ctrl-C) and SIGTERM (cluster preemption) finish the current step, then the
-        loop saves last.pt and returns; a second Ctrl-C aborts at once."""
+        loop saves last.pt and returns; a second Ctrl-C aborts at once, or right after a
+        checkpoint write in progress."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum, frame):
             if self._signal is not None and signum == signal.SIGINT:
+                if self._writing:  # let the checkpoint write finish, then stop
+                    self._abort = True
+                    return
                 raise KeyboardInterrupt
             self._signal = signum
 

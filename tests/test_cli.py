@@ -56,7 +56,8 @@ def test_train_then_sample_and_eval_from_its_checkpoint(tmp_path):
     record = json.loads((run / "checkpoints" / "last.eval.json").read_text())
     assert record["protocol"]["split"] == "test" and record["protocol"]["images"] == 359
     m = record["metrics"]
-    assert m["elbo"] == pytest.approx(-(m["recon_nll"] + m["kl"]), rel=1e-9)
+    # per image, elbo = -(recon_nll + kl) in float32, then averaged in float64: equal to float32 rounding
+    assert m["elbo"] == pytest.approx(-(m["recon_nll"] + m["kl"]), rel=1e-6)
     assert m["log_likelihood_iw10"] > m["elbo"] - 1.0 and m["psnr"] > 0
 
 
@@ -85,8 +86,8 @@ def test_works_from_any_directory_with_configs_inside_the_wheel(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "model=nosuchmodel"], "Could not find 'model/nosuchmodel'"),
-        (["train", "trainer.max_stepz=3"], "Could not override 'trainer.max_stepz'"),
+        (["train", "model=nosuchmodel"], "model=nosuchmodel is not an option of model"),
+        (["train", "trainer.max_stepz=3"], "unknown key trainer.max_stepz (in trainer.max_stepz=3); did you mean trainer.max_steps?"),
         (["train", "data=image_folder", "data.dataset.root=/no/such/folder"], "data.dataset.root=/no/such/folder is not a folder"),
         (["train", "data=image_folder"], "data.dataset.root has no value"),
         (["train", "data=cifar10", "data.dataset.root=/no/such/root"], "run with data.dataset.download=true"),
@@ -111,7 +112,7 @@ def test_bad_input_gives_one_clear_error(args, message, tmp_path):
         (b"PK\x03\x04 not really a zip", "corrupt or not a genlab checkpoint"),
         ({"weights": torch.zeros(2)}, "not a genlab checkpoint (no genlab_format key)"),
         ({"f": subprocess.Popen}, "corrupt or not a genlab checkpoint"),  # loading would import code
-        ({"genlab_format": 1, "config": {"model": {"_target_": "os.system"}}}, "only genlab.* and torch.* are trusted"),
+        ({"genlab_format": 1, "config": {"model": {"_target_": "os.system"}}}, "refusing model._target_=os.system from"),
     ],
 )
 def test_corrupt_foreign_and_malicious_checkpoints_are_refused(content, message, tmp_path):
@@ -131,8 +132,10 @@ def test_checkpoint_errors_reach_the_user_as_one_line(tmp_path):
 
 
 def test_nan_loss_stops_with_the_fix_and_keeps_the_last_checkpoint(tmp_path):
-    proc = genlab("train", "optim.lr=1e30", "trainer.max_steps=50", "trainer.ckpt_every=1", f"hydra.run.dir={tmp_path}", *QUIET, cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "Lower optim.lr" in proc.stderr, proc.stderr
+    proc = genlab("train", "model=ae", "optim=sgd", "optim.momentum=0", "optim.lr=10", "trainer.max_steps=50", "trainer.ckpt_every=1",
+                  f"hydra.run.dir={tmp_path}", *QUIET, cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "lower optim.lr" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "trainer.precision=32" not in proc.stderr  # it already is
     from genlab import checkpoint
 
     state, _ = checkpoint.load(tmp_path)

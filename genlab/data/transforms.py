@@ -24,16 +24,24 @@ def prepare(size: int, channels: int, center_crop: int | None = None) -> v2.Comp
     return v2.Compose(steps)
 
 
+MIN_SIDE = 2  # an image narrower than this has no content a network can use
+
+
 def load_image(path) -> Image.Image:
-    """Open and decode an image fully, so a corrupt file fails here, with its name."""
+    """Open and decode an image fully, so a corrupt or degenerate file fails here, with its
+    name (data.skip_bad_images=true skips such files instead)."""
     from genlab import GenlabError
 
     try:
         with Image.open(path) as im:
             im.load()
-            return im.copy()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise GenlabError(f"cannot read image {path}: {e}; remove or replace the file") from None
+            image = im.copy()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise GenlabError(f"cannot read image {path}: {e}; remove or replace the file, or set data.skip_bad_images=true") from None
+    if min(image.size) < MIN_SIDE:
+        raise GenlabError(f"image {path} is {image.size[0]}x{image.size[1]} pixels, too small to use; remove or replace the file, "
+                          "or set data.skip_bad_images=true")
+    return image
 
 
 def augment(x: Tensor, hflip: bool = False, crop_padding: int = 0) -> Tensor:

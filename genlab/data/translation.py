@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 
 from genlab import GenlabError
 from genlab.data.digits import Digits
-from genlab.data.image_folder import list_images
+from genlab.data.image_folder import list_images, usable_images
 from genlab.data.splits import check_split
 from genlab.data.transforms import load_image
 
@@ -48,17 +48,27 @@ def _missing(root: Path, layout: str, name: str) -> GenlabError:
                        f"python scripts/download_translation_data.py {name} --root {root.parent}, or set data.dataset.root")
 
 
+def split_pair(path: Path):
+    """An A|B side-by-side image -> (A, B) halves of equal size, or one line naming the file."""
+    ab = load_image(path)
+    w, h = ab.size
+    if w % 2 or w < 4:
+        raise GenlabError(f"image {path} is {w} pixels wide: an A|B pair needs an even width of two equal halves; "
+                          "remove or replace the file, or set data.skip_bad_images=true")
+    return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
+
+
 class UnalignedFolders(Dataset):
     random = True  # B partners and crops come from the (per-sample seeded) torch RNG
 
     def __init__(self, root: str, split: str = "train", load_size: int = 286, crop_size: int = 256, channels_A: int = 3,
-                 channels_B: int = 3, serial: bool = False, name: str = "unaligned"):
+                 channels_B: int = 3, serial: bool = False, name: str = "unaligned", skip_bad_images: bool = False):
         check_split(split, ("train", "test"))
         root_path = Path(root).expanduser()
         folders = [root_path / f"{split}{d}" for d in "AB"]
         if not all(f.is_dir() for f in folders):
             raise _missing(root_path, f"{split}A/ and {split}B/ folders of images", name)
-        self.files_A, self.files_B = (list_images(f) for f in folders)
+        self.files_A, self.files_B = (usable_images(list_images(f), skip_bad_images, where=f"in {f}") for f in folders)
         if not self.files_A or not self.files_B:
             raise _missing(root_path, f"images in {split}A/ and {split}B/", name)
         self.train, self.serial = split == "train", serial
@@ -78,19 +88,23 @@ class AlignedFolders(Dataset):
     random = True
 
     def __init__(self, root: str, split: str = "train", load_size: int = 286, crop_size: int = 256, channels_A: int = 3,
-                 channels_B: int = 3, direction: str = "AtoB", name: str = "aligned"):
+                 channels_B: int = 3, direction: str = "AtoB", name: str = "aligned", skip_bad_images: bool = False):
         if direction not in ("AtoB", "BtoA"):
             raise GenlabError(f"data.dataset.direction={direction!r} is not one of AtoB, BtoA")
         root_path = Path(root).expanduser()
         self.separate = (root_path / "A").is_dir()
+        partner = lambda f: root_path / "B" / split / f.name  # noqa: E731
         if self.separate:
-            self.files = list_images(root_path / "A" / split)
-            self.partners = [root_path / "B" / split / f.name for f in self.files]
-            missing = [p for p in self.partners if not p.is_file()]
+            files = list_images(root_path / "A" / split)
+            missing = [partner(f) for f in files if not partner(f).is_file()]
             if missing:
                 raise GenlabError(f"{missing[0]} is missing: A/{split}/ and B/{split}/ need matching file names")
+            check = lambda f: (load_image(f), load_image(partner(f)))  # noqa: E731
         else:
-            self.files = list_images(root_path / split) if (root_path / split).is_dir() else []
+            files = list_images(root_path / split) if (root_path / split).is_dir() else []
+            check = split_pair
+        self.files = usable_images(files, skip_bad_images, check, f"of split {split!r} under {root_path}")
+        self.partners = [partner(f) for f in self.files] if self.separate else []
         if not self.files:
             raise _missing(root_path, f"{split}/ with A|B side-by-side images, or A/{split}/ and B/{split}/", name)
         self.train, self.direction = split == "train", direction
@@ -103,9 +117,7 @@ class AlignedFolders(Dataset):
         if self.separate:
             a_img, b_img = load_image(self.files[i]), load_image(self.partners[i])
         else:
-            ab = load_image(self.files[i])
-            w, h = ab.size
-            a_img, b_img = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
+            a_img, b_img = split_pair(self.files[i])
         a = domain_image(a_img, self.channels[0], self.load_size)
         b = domain_image(b_img, self.channels[1], self.load_size)
         pair = crop_and_flip(torch.cat([a, b]), self.crop_size, self.train)  # one crop and flip for both
