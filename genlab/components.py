@@ -11,8 +11,10 @@ from genlab import GenlabError
 ALLOWED_TARGETS = frozenset({
     # models
     "genlab.models.autoencoder.Autoencoder",
+    "genlab.models.autoencoder.DenoisingAutoencoder",
     "genlab.models.vae.VAE",
     "genlab.models.gan.GAN",
+    "genlab.models.gan.ConditionalGAN",
     "genlab.models.glo.GLO",
     "genlab.models.pix2pix.Pix2Pix",
     "genlab.models.cyclegan.CycleGAN",

@@ -17,105 +17,160 @@ from genlab.atomic import atomic_write_text
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.device import select_device
-from genlab.metrics import METRICS
-from genlab.metrics.image_quality import IMAGE_METRICS, ImageQuality, data_key, folder_source, loader_source, model_source, save_stats
-
-
-def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], list[str]]:
-    """(model metrics, image metrics) to compute. auto: FID between folders (no model); every
-    model metric that applies; or FID for a model that samples images and has no other metric."""
-    supported = [name for name, (_, ok) in METRICS.items() if model is not None and ok(model, dataset)]
-    samples_images = model is not None and (hasattr(model, "translate") or model.can_sample and len(getattr(model, "image_shape", (0, 0, 0))) == 3)
-    if list(requested) in (["auto"], []):
-        if model is None:
-            return [], ["fid"]
-        if not supported and not samples_images:
-            raise GenlabError(f"no metric applies to {type(model).__name__} here; give metrics=[...] from {', '.join(METRICS)}")
-        return (supported, []) if supported or not samples_images else ([], ["fid"])
-    for name in requested:
-        if name not in METRICS and name not in IMAGE_METRICS:
-            raise GenlabError(f"metrics has {name!r}; choose from {', '.join([*METRICS, *IMAGE_METRICS])} (or auto)")
-        if name in METRICS and name not in supported:
-            raise GenlabError(f"metric {name!r} does not apply here; the model supports {', '.join(supported) or 'no model metric'}")
-        if name in IMAGE_METRICS and model is not None and not (model.can_sample or hasattr(model, "translate")):
-            raise GenlabError(f"metric {name!r} needs samples, and {type(model).__name__} has no prior to sample from")
-    return [m for m in requested if m in METRICS], [m for m in requested if m in IMAGE_METRICS]
+from genlab.metrics import METRICS, applies
+from genlab.metrics.image_quality import (IMAGE_METRICS, ImageQuality, Source, data_key, folder_source, loader_source, model_source,
+                                          save_stats)
+from genlab.models.base import SamplesPrior, Translates
 
 
 def run(cfg: DictConfig) -> dict:
+    """Evaluate ckpt= (the model's metrics) or fake= (image metrics of any images); print
+    the table and write the JSON record (next to the checkpoint, or out=)."""
     device = select_device(cfg.device)
-    model, state, path, weights = None, None, None, None
+    start = time.perf_counter()
+    if cfg.get("ckpt") and cfg.get("fake"):
+        raise GenlabError("give ckpt= (a model's metrics) or fake= (images made anywhere), not both")
     if cfg.get("ckpt"):
-        model, train_cfg, state, path, weights = checkpoint.load_trained(cfg.ckpt, device, cfg.use_ema)
-        data_cfg = cfg.data if cfg.get("data") else train_cfg.data
+        results, protocol, path = checkpoint_metrics(cfg, device)
+        default_out = path.with_name(path.stem + ".eval.json")
+        title = f"{path} (step {protocol['step']}, {protocol['weights']} weights, {cfg.split} split)"
     elif cfg.get("fake"):
-        data_cfg = cfg.get("data")
+        results, protocol = image_metrics(cfg, device)
+        default_out = Path("genlab_eval.json")
+        title = f"{cfg.fake} against {protocol['reference']}"
     else:
         raise GenlabError("give ckpt=<run dir or checkpoint>, or fake=<folder of generated images>")
-    loader = eval_loader(data_cfg, cfg.split, cfg.batch_size, cfg.get("max_images")) if data_cfg else None
-    model_metrics, image_metrics = chosen_metrics(list(cfg.metrics), model, loader.dataset if loader else None)
-    results, start = {}, time.perf_counter()
-    for name in model_metrics:
-        seed_everything(int(cfg.seed))  # each metric sees the same noise, whatever ran before
-        results |= METRICS[name][0](model, loader, device, cfg)
-    protocol = {"split": cfg.split, "seed": int(cfg.seed), "device": str(device), "genlab_version": genlab.__version__}
-    if image_metrics:
-        seed_everything(int(cfg.seed))
-        iq = ImageQuality(cfg.inception.weights, cfg.inception.mode, device, int(cfg.inception.batch_size), bool(cfg.inception.download))
-        options = (int(cfg.is_splits), int(cfg.kid.subsets), int(cfg.kid.subset_size), int(cfg.pr_k))
-        if model is not None and hasattr(model, "translate") and not cfg.get("fake"):
-            for direction, (fake, real) in _translation_sources(cfg, model, data_cfg, device).items():
-                scores = iq.compare(fake, real, image_metrics, *options)
-                results |= {f"{k}_{direction}": v for k, v in scores.items()}
-            protocol |= iq.protocol | {"generated": "translated test images per direction", "reference": "the other domain's test images"}
-        else:
-            fake = _fake_source(cfg, model, data_cfg)
-            real = _real_source(cfg, data_cfg)
-            results |= iq.compare(fake, real, image_metrics, *options)
-            protocol |= iq.protocol | {"generated": fake.name, "reference": real if isinstance(real, str) else real.name}
-        if cfg.get("save_real_stats") and not isinstance(real, str):
-            mu, sigma, n = iq.reference_stats(real)
-            save_stats(Path(cfg.save_real_stats), mu, sigma, n)
-    if model is not None:
-        protocol |= {"checkpoint": str(path), "step": state["step"], "model": type(model).__name__, "weights": weights,
-                     "data": state.get("choices", {}).get("data"), "images": len(loader.dataset) if loader else None}
-    protocol |= {"options": OmegaConf.to_container(cfg, resolve=True), "wall_s": round(time.perf_counter() - start, 3)}
+    protocol |= {"seed": int(cfg.seed), "device": str(device), "genlab_version": genlab.__version__,
+                 "options": OmegaConf.to_container(cfg, resolve=True), "wall_s": round(time.perf_counter() - start, 3)}
     record = {"metrics": results, "protocol": protocol}
-    out = Path(cfg.out) if cfg.get("out") else (path.with_name(path.stem + ".eval.json") if path else Path("genlab_eval.json"))
+    out = Path(cfg.out) if cfg.get("out") else default_out
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
-    title = f"{path} (step {state['step']}, {weights} weights, {cfg.split} split)" if path else f"{cfg.fake} against {protocol.get('reference')}"
     print(format_table(results, title))
     print(f"wrote {out}")
     return record
 
 
-def _fake_source(cfg, model, data_cfg):
+def checkpoint_metrics(cfg: DictConfig, device) -> tuple[dict, dict, Path]:
+    """The metrics of a trained model: its own (recon, translation, nll, modes) on a split of
+    its data (or data=), and image metrics of its samples or, for image-to-image models, of
+    its translations in each direction against the other domain."""
+    model, train_cfg, state, path, weights = checkpoint.load_trained(cfg.ckpt, device, cfg.use_ema)
+    data_cfg = cfg.data if cfg.get("data") else train_cfg.data
+    loader = eval_loader(data_cfg, cfg.split, cfg.batch_size, cfg.get("max_images"))
+    model_names, image_names = chosen_metrics(list(cfg.metrics), model, loader.dataset)
+    results = {}
+    for name in model_names:
+        seed_everything(int(cfg.seed))  # each metric sees the same noise, whatever ran before
+        results |= METRICS[name].compute(model, loader, device, cfg)
+    protocol = {"split": cfg.split, "checkpoint": str(path), "step": state["step"], "model": type(model).__name__, "weights": weights,
+                "data": state.get("choices", {}).get("data"), "images": len(loader.dataset)}
+    if image_names:
+        seed_everything(int(cfg.seed))
+        iq = _image_quality(cfg, device)
+        pairs = _translation_sources(cfg, model, data_cfg, device) if isinstance(model, Translates) else {
+            "": (model_source(model, int(cfg.n_samples), int(cfg.inception.batch_size), list(cfg.labels) if cfg.get("labels") else None),
+                 _real_source(cfg, data_cfg))}
+        for direction, (fake, real) in pairs.items():
+            suffix = f"_{direction}" if direction else ""
+            results |= {f"{k}{suffix}": v for k, v in iq.compare(fake, real, image_names, *_image_options(cfg)).items()}
+            _save_real_stats(cfg, iq, real, direction)
+        protocol |= iq.protocol
+        protocol |= ({"generated": "translated test images per direction", "reference": "the other domain's test images"}
+                     if isinstance(model, Translates) else {"generated": f"{cfg.n_samples} samples", "reference": _name(pairs[""][1])})
+    return results, protocol, path
+
+
+def image_metrics(cfg: DictConfig, device) -> tuple[dict, dict]:
+    """Image metrics (FID by default) of fake= (a folder, or split:<name> of data=) against
+    real= (a folder or pytorch-fid .npz statistics) or a data set split."""
+    data_cfg = cfg.get("data")
+    requested = [m for m in cfg.metrics if m != "auto"] or ["fid"]
+    for name in requested:
+        if name not in IMAGE_METRICS:
+            hint = " (a model metric: give ckpt=)" if name in METRICS else ""
+            raise GenlabError(f"metrics has {name!r}{hint}; images alone give {', '.join(IMAGE_METRICS)}")
+    seed_everything(int(cfg.seed))
+    iq = _image_quality(cfg, device)
+    fake, real = _fake_source(cfg, data_cfg), _real_source(cfg, data_cfg)
+    results = iq.compare(fake, real, requested, *_image_options(cfg))
+    _save_real_stats(cfg, iq, real, "")
+    protocol = {"split": cfg.split if data_cfg else None, **iq.protocol, "generated": fake.name, "reference": _name(real)}
+    return results, protocol
+
+
+def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], list[str]]:
+    """(model metrics, image metrics) to compute for a model. auto: every model metric that
+    applies, or FID for a model that makes images and has no other metric."""
+    supported = [name for name, metric in METRICS.items() if applies(metric, model, dataset)]
+    makes_images = isinstance(model, Translates) or isinstance(model, SamplesPrior) and model.samples_images
+    if list(requested) in (["auto"], []):
+        if supported:
+            return supported, []
+        if makes_images:
+            return [], ["fid"]
+        raise GenlabError(f"no metric applies to {type(model).__name__} here; give metrics=[...] from {', '.join(METRICS)}")
+    for name in requested:
+        if name not in METRICS and name not in IMAGE_METRICS:
+            raise GenlabError(f"metrics has {name!r}; choose from {', '.join([*METRICS, *IMAGE_METRICS])} (or auto)")
+        if name in METRICS and name not in supported:
+            raise GenlabError(f"metric {name!r} does not apply here; the model supports {', '.join(supported) or 'no model metric'}")
+        if name in IMAGE_METRICS and not makes_images:
+            raise GenlabError(f"metric {name!r} needs generated images, and {type(model).__name__} neither samples images nor translates")
+    return [m for m in requested if m in METRICS], [m for m in requested if m in IMAGE_METRICS]
+
+
+def _image_quality(cfg: DictConfig, device) -> ImageQuality:
+    inc = cfg.inception
+    return ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download))
+
+
+def _image_options(cfg: DictConfig) -> tuple[int, int, int, int]:
+    return int(cfg.is_splits), int(cfg.kid.subsets), int(cfg.kid.subset_size), int(cfg.pr_k)
+
+
+def _save_real_stats(cfg: DictConfig, iq: ImageQuality, real: Source | str, direction: str) -> None:
+    """save_real_stats=<file.npz>: the reference statistics, one file per translation direction
+    (<file>_AtoB.npz, <file>_BtoA.npz)."""
+    if not cfg.get("save_real_stats"):
+        return
+    if isinstance(real, str):
+        raise GenlabError("save_real_stats needs reference images; real= is already a statistics file")
+    path = Path(cfg.save_real_stats)
+    if direction:
+        path = path.with_name(f"{path.stem}_{direction}{path.suffix or '.npz'}")
+    mu, sigma, n = iq.reference_stats(real)
+    save_stats(path, mu, sigma, n)
+    print(f"wrote {path}")
+
+
+def _name(real: Source | str) -> str:
+    return real if isinstance(real, str) else real.name
+
+
+def _fake_source(cfg: DictConfig, data_cfg) -> Source:
     n, bs = int(cfg.n_samples), int(cfg.inception.batch_size)
-    fake = cfg.get("fake")
-    if fake and str(fake).startswith("split:"):  # a data set split as the "generated" side, e.g. train vs test
+    fake = str(cfg.fake)
+    if fake.startswith("split:"):  # a data set split as the "generated" side, e.g. train vs test
         if not data_cfg:
             raise GenlabError("fake=split:<name> needs a data set: add data=<name>")
-        split = str(fake).removeprefix("split:")
+        split = fake.removeprefix("split:")
         return loader_source(eval_loader(data_cfg, split, bs), n, f"{split} split", data_key(data_cfg, split))
-    if fake:
-        return folder_source(fake, n, bs)
-    return model_source(model, n, bs, list(cfg.labels) if cfg.get("labels") else None)
+    return folder_source(fake, n, bs)
 
 
-def _translation_sources(cfg, model, data_cfg, device) -> dict:
+def _translation_sources(cfg: DictConfig, model: Translates, data_cfg, device) -> dict[str, tuple[Source, Source]]:
     """Per direction: (the model's translations of one domain's test images, the other domain's)."""
     loader = eval_loader(data_cfg, cfg.split, int(cfg.inception.batch_size))
     n = cfg.get("n_real")
-    directions = ["AtoB", "BtoA"] if hasattr(model, "F") else ["AtoB"]
     out = {}
-    for d in directions:
+    for d in model.directions:
         src, dst = ("A", "B") if d == "AtoB" else ("B", "A")
         fake = loader_source(loader, n, f"{d} translations", {}, src, transform=lambda x, d=d: model.translate(x.to(device), d).cpu())
         out[d] = (fake, loader_source(loader, n, f"{cfg.split} {dst}", data_key(data_cfg, cfg.split), dst))
     return out
 
 
-def _real_source(cfg, data_cfg):
+def _real_source(cfg: DictConfig, data_cfg) -> Source | str:
     real = cfg.get("real")
     if real and str(real).endswith(".npz"):
         return str(real)

@@ -15,8 +15,22 @@ from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.device import select_device
 from genlab.images import interleave_rows, save_gif, save_grid, scatter_image
+from genlab.models.base import (Conditional, DecodesLatents, GaussianPosterior, MarkovChain, Reconstructs, SamplesPrior, Translates,
+                                check_direction)
 
-MODES = ("recon", "prior", "interp", "slerp", "arith", "traverse", "chain", "classes", "fixed_z", "translate")
+# each mode and the capabilities (genlab/models/base.py) it needs of a model
+MODES = {
+    "recon": (Reconstructs,),
+    "prior": (SamplesPrior,),
+    "interp": (DecodesLatents,),
+    "slerp": (DecodesLatents,),
+    "arith": (DecodesLatents,),
+    "traverse": (GaussianPosterior, DecodesLatents),
+    "chain": (MarkovChain,),
+    "classes": (Conditional, DecodesLatents),
+    "fixed_z": (Conditional, DecodesLatents),
+    "translate": (Translates,),
+}
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -37,23 +51,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
 
 
 def supported_modes(model) -> list[str]:
-    has = lambda name: hasattr(model, name)  # noqa: E731
-    modes = []
-    if has("reconstruct"):
-        modes.append("recon")
-    if model.can_sample:
-        modes.append("prior")
-    if has("latents") and has("decode"):
-        modes += ["interp", "slerp", "arith"]
-    if has("posterior"):
-        modes.append("traverse")
-    if has("chain") and model.can_sample:
-        modes.append("chain")
-    if getattr(model, "num_classes", 0):
-        modes += ["classes", "fixed_z"]
-    if has("translate"):
-        modes.append("translate")
-    return modes
+    return [mode for mode, needs in MODES.items() if all(isinstance(model, c) for c in needs)]
 
 
 def run(cfg: DictConfig) -> dict:
@@ -72,7 +70,8 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("input"):  # translate a folder: no data set needed
         loader, batch = None, None
     else:
-        loader = eval_loader(train_cfg.data, getattr(model, "latent_split", cfg.split), batch_size=need)
+        split = model.latent_split if isinstance(model, DecodesLatents) and model.latent_split else cfg.split
+        loader = eval_loader(train_cfg.data, split, batch_size=need)
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(iter(loader)).items()}
     with open_dict(cfg):
         cfg.train_data = train_cfg.data  # the translate mode reads folders at the training size
@@ -121,7 +120,7 @@ def _interpolate(kind):
 def chosen_latents(model, ids: list[int], dataset) -> Tensor:
     """Latents picked by the user: the codes of data-set images by index (encoders, GLO), or
     the noise drawn from each seed (GANs)."""
-    if hasattr(model, "encode") or hasattr(model, "codes"):
+    if model.latents_from_images:
         items = [dataset[i] for i in ids]
         batch = {"image": torch.stack([it["image"] for it in items]), "index": torch.tensor([it["index"] for it in items])}
         device = next(model.parameters()).device
@@ -203,8 +202,7 @@ def _translate(model, batch, cfg, out, dataset):
     direction, data = str(cfg.direction), cfg.train_data
     if direction not in ("AtoB", "BtoA"):
         raise GenlabError(f"direction={direction!r} is not one of AtoB, BtoA")
-    if direction == "BtoA" and not hasattr(model, "F"):
-        raise GenlabError(f"{type(model).__name__} translates AtoB only")
+    check_direction(model, direction)
     src = "A" if direction == "AtoB" else "B"
     device = next(model.parameters()).device
     if cfg.get("input"):
@@ -220,7 +218,7 @@ def _translate(model, batch, cfg, out, dataset):
     outputs = torch.cat([model.translate(x[i : i + 16], direction) for i in range(0, len(x), 16)])
     files_out = [save_grid(y[None], f"{out}/{direction}/{name}.png", 1) for y, name in zip(outputs, names)]
     rows = [x, outputs]
-    if hasattr(model, "F"):
+    if len(model.directions) == 2:  # the way back: reconstructions
         back = "BtoA" if direction == "AtoB" else "AtoB"
         rows.append(torch.cat([model.translate(outputs[i : i + 16], back) for i in range(0, len(outputs), 16)]))
     ncol = min(int(cfg.ncol), len(x))

@@ -24,7 +24,7 @@ from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.metrics import split_means
-from genlab.models.base import GenerativeModel
+from genlab.models.base import GenerativeModel, SamplesPrior
 from genlab.reporting import Reporter, flatten
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Trainer:
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self.eval_metrics = list(t.get("eval_metrics") or [])
-        if self.eval_metrics and not (model.can_sample and len(getattr(model, "image_shape", ())) == 3):
+        if self.eval_metrics and not (isinstance(model, SamplesPrior) and model.samples_images):
             raise GenlabError(f"trainer.eval_metrics={self.eval_metrics} needs a model that samples images, which {type(model).__name__} "
                               "does not; drop it (genlab eval computes FID of translation models per direction)")
         self._image_quality = None

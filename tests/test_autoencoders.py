@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from genlab.models.autoencoder import Autoencoder
+from genlab.models.autoencoder import Autoencoder, DenoisingAutoencoder
+from genlab.models.base import SamplesPrior
 from genlab.models.vae import VAE
 from genlab.nets.mlp import MLP
 
@@ -166,9 +167,9 @@ def test_greedy_pretraining_trains_one_layer_pair_at_a_time():
 
 def test_denoising_chain_starts_from_its_input_and_stays_in_range():
     torch.manual_seed(0)
-    model = Autoencoder(MLP([16, 8]), MLP([8, 16], out_shape=(1, 4, 4)), image_shape=(1, 4, 4), corruption={"kind": "mask", "level": 0.3})
+    model = DenoisingAutoencoder(MLP([16, 8]), MLP([8, 16], out_shape=(1, 4, 4)), image_shape=(1, 4, 4), corruption={"kind": "mask", "level": 0.3})
     x0 = torch.rand(3, 1, 4, 4) * 2 - 1
     states = model.chain(x0, 5)
     assert len(states) == 6 and torch.equal(states[0], x0)
     assert all(s.shape == x0.shape and s.abs().max() <= 1 for s in states)
-    assert model.can_sample and model.sample(2).shape == (2, 1, 4, 4)
+    assert isinstance(model, SamplesPrior) and model.sample(2).shape == (2, 1, 4, 4)

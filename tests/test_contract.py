@@ -11,7 +11,7 @@ from torch import nn
 
 from genlab.config import build
 from genlab.data.loading import TrainStream, eval_loader
-from genlab.models.base import GenerativeModel, Phase
+from genlab.models.base import GenerativeModel, Phase, SamplesPrior
 from genlab.trainer import Trainer
 
 # models that need a two-domain data set train on the offline one, at small sizes
@@ -19,18 +19,18 @@ SETTINGS = {"pix2pix": ["experiment=pix2pix_digit_edges"], "cyclegan": ["experim
 MODELS = sorted(p.name.removesuffix(".yaml") for p in importlib.resources.files("genlab.configs").joinpath("model").iterdir() if p.name.endswith(".yaml"))
 
 
-class TwoPlayer(GenerativeModel):
+class TwoPlayer(GenerativeModel, SamplesPrior):
     """A tiny GAN-shaped model: generator phase first (it leaves its fakes in ctx, as
     CycleGAN's does), then the discriminator n_critic times, then a lazy regulariser."""
 
     phases = (Phase("g", "g"), Phase("d", "d", repeats=2), Phase("d_reg", "d", every=2))
     ema_modules = ("generator",)
     monitor = ("val/d_real", "max")
-    can_sample = True
 
     def __init__(self, image_shape=(1, 32, 32), z_dim=8):
         super().__init__()
-        self.image_shape, self.z_dim = image_shape, z_dim
+        self.image_shape = self.sample_shape = image_shape
+        self.z_dim = z_dim
         d = image_shape[0] * image_shape[1] * image_shape[2]
         self.generator = nn.Sequential(nn.Linear(z_dim, d), nn.Tanh(), nn.Unflatten(1, image_shape))
         self.discriminator = nn.Sequential(nn.Flatten(), nn.Linear(d, 1))
@@ -60,7 +60,7 @@ class TwoPlayer(GenerativeModel):
         return {"d_real": torch.sigmoid(self.discriminator(batch["image"])).flatten()}
 
     @torch.no_grad()
-    def sample(self, n, **cond):
+    def sample(self, n, labels=None):
         return self.generator(torch.randn(n, self.z_dim, device=self.generator[0].weight.device))
 
     @torch.no_grad()
@@ -105,7 +105,7 @@ def test_every_model_honours_the_contract(name, make_cfg, tmp_path):
     assert metrics and all(v.shape == (16,) and torch.isfinite(v).all() for v in metrics.values())
     visuals = model.visuals(batch)
     assert visuals and all(v.dim() == 4 and v.min() >= -1 and v.max() <= 1 for v in visuals.values())
-    if model.can_sample:
+    if isinstance(model, SamplesPrior):
         x = model.sample(5)
         assert x.shape == (5, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
 

@@ -13,7 +13,7 @@ from genlab.losses.adversarial import FeatureMatching, Hinge, LeastSquares, Mini
 from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.losses.reconstruction import laplacian_pyramid, laplacian_pyramid_l1
 from genlab.metrics.modes import mode_coverage
-from genlab.models.gan import GAN
+from genlab.models.gan import GAN, ConditionalGAN
 from genlab.models.glo import GLO
 from genlab.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from genlab.nets.mlp import MLPDiscriminator, MLPGenerator
@@ -68,7 +68,7 @@ def test_r1_is_the_squared_gradient_norm_on_real_data():
 
 
 def toy_gan(loss: dict, num_classes=0) -> GAN:
-    return GAN(MLPGenerator(2, (2,), hidden=(8,), final_activation=None, num_classes=num_classes),
+    return (ConditionalGAN if num_classes else GAN)(MLPGenerator(2, (2,), hidden=(8,), final_activation=None, num_classes=num_classes),
                MLPDiscriminator((2,), hidden=(8,), num_classes=num_classes), {"objective": NonSaturating(), **loss}, z_dim=2, num_classes=num_classes)
 
 

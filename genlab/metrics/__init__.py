@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from genlab.device import to_device
+from genlab.models.base import GaussianPosterior, Reconstructs, SamplesPrior, Translates
 
 
 @torch.no_grad()
@@ -61,11 +64,24 @@ def _base(dataset):
     return dataset
 
 
-# name -> (function, does it apply to this model and data set)
+@dataclass(frozen=True)
+class Metric:
+    """A model metric: compute(model, loader, device, cfg) -> {name: value}, for models with
+    every capability in `needs` and data sets that pass `data_check`."""
+
+    compute: Callable
+    needs: tuple[type, ...]
+    data_check: Callable | None = None
+
+
+def applies(metric: Metric, model, dataset) -> bool:
+    return all(isinstance(model, c) for c in metric.needs) and (metric.data_check is None or metric.data_check(dataset))
+
+
 METRICS = {
-    "recon": (reconstruction_metrics, lambda model, data: hasattr(model, "reconstruct")),
+    "recon": Metric(reconstruction_metrics, (Reconstructs,)),
     # image-to-image models: paired L1/PSNR/SSIM (pix2pix) or cycle errors (CycleGAN) on the split
-    "translation": (reconstruction_metrics, lambda model, data: hasattr(model, "translate")),
-    "nll": (likelihood_metrics, lambda model, data: hasattr(model, "log_likelihood_bound")),
-    "modes": (mode_metrics, lambda model, data: model.can_sample and hasattr(_base(data), "centers")),
+    "translation": Metric(reconstruction_metrics, (Translates,)),
+    "nll": Metric(likelihood_metrics, (GaussianPosterior,)),
+    "modes": Metric(mode_metrics, (SamplesPrior,), lambda data: hasattr(_base(data), "centers")),
 }

@@ -1,7 +1,10 @@
-"""Autoencoders: undercomplete, sparse, denoising, convolutional and stacked (with optional
-greedy layer-wise pretraining). Which one is a matter of networks and options in the YAML."""
+"""Autoencoders: undercomplete, sparse, convolutional and stacked (with optional greedy
+layer-wise pretraining), a matter of networks and options in the YAML; and the denoising
+autoencoder, which also samples, by its Markov chain."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +15,8 @@ from genlab.losses.reconstruction import check_kind, output_to_image, reconstruc
 from genlab.losses.sparsity import KINDS as SPARSITY_KINDS
 from genlab.losses.sparsity import sparsity_penalty
 from genlab.metrics.reconstruction import per_image_mse, psnr
-from genlab.models.base import GenerativeModel, Phase
+from genlab.models.base import (DecodesLatents, GenerativeModel, MarkovChain, Phase, Reconstructs, SamplesPrior, check_unconditional,
+                                output_shape)
 from genlab.nets.mlp import MLP
 
 CORRUPTIONS = ("gaussian", "mask", "salt_pepper")
@@ -33,12 +37,10 @@ def corrupt(x: Tensor, kind: str, level: float) -> Tensor:
     raise GenlabError(f"model.corruption.kind={kind!r} is not one of {', '.join(CORRUPTIONS)}")
 
 
-class Autoencoder(GenerativeModel):
+class Autoencoder(GenerativeModel, Reconstructs, DecodesLatents):
     """x -> code = encoder(x) -> decoder(code), trained on a reconstruction loss.
 
     sparsity: {kind: l1 | kl, weight, rho} penalises the *code activations*.
-    corruption: {kind: gaussian | mask | salt_pepper, level} makes it a denoising
-    autoencoder (clean target), which samples by a corrupt/denoise Markov chain.
     greedy_pretrain_steps > 0 (MLP encoder/decoder only): pretrain each encoder layer with its
     mirror decoder layer on the previous layer's codes for that many steps, one layer after
     the other, then fine-tune the whole stack.
@@ -46,6 +48,7 @@ class Autoencoder(GenerativeModel):
 
     ema_modules = ("encoder", "decoder")
     monitor = ("val/mse", "min")
+    latents_from_images = True
 
     def __init__(
         self,
@@ -54,9 +57,7 @@ class Autoencoder(GenerativeModel):
         image_shape: tuple[int, int, int],
         recon_loss: str = "mse",
         sparsity: dict | None = None,
-        corruption: dict | None = None,
         greedy_pretrain_steps: int = 0,
-        chain_steps: int = 100,
     ):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
@@ -65,11 +66,7 @@ class Autoencoder(GenerativeModel):
         self.sparsity = dict(sparsity) if sparsity else None
         if self.sparsity and self.sparsity.get("kind") not in SPARSITY_KINDS:
             raise GenlabError(f"model.sparsity.kind={self.sparsity.get('kind')!r} is not one of {', '.join(SPARSITY_KINDS)}")
-        self.corruption = dict(corruption) if corruption else None
-        if self.corruption and self.corruption.get("kind") not in CORRUPTIONS:
-            raise GenlabError(f"model.corruption.kind={self.corruption.get('kind')!r} is not one of {', '.join(CORRUPTIONS)}")
-        self.can_sample = self.corruption is not None
-        self.chain_steps = chain_steps
+        self.latent_dim = output_shape(encoder, torch.zeros(2, *self.image_shape))[0]
         self.greedy_pretrain_steps = greedy_pretrain_steps
         if greedy_pretrain_steps > 0:
             self._check_stackable()
@@ -95,22 +92,26 @@ class Autoencoder(GenerativeModel):
                 groups[f"layer{k + 1}"] = [*self.encoder.layers[k].parameters(), *self.decoder.layers[n - 1 - k].parameters()]
         return groups
 
-    # -- the autoencoder interface used by sampling and evaluation -----------------------
+    # -- capabilities: Reconstructs, DecodesLatents ---------------------------------------
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
+        return self.encoder(x).flatten(1)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor:
+        check_unconditional(self, labels)
         return output_to_image(self.decoder(z), self.recon_loss)
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))
 
-    def latents(self, n: int, batch: dict) -> Tensor:
+    def latents(self, n: int, batch: dict | None = None) -> Tensor:
         """Codes of the batch's first n images (for interpolation and latent arithmetic)."""
+        if batch is None:
+            raise GenlabError(f"{type(self).__name__} has no prior over its codes: its latents come from images")
         return self.encode(batch["image"][:n])
 
     def corrupt(self, x: Tensor) -> Tensor:
-        return x if self.corruption is None else corrupt(x, self.corruption["kind"], self.corruption["level"])
+        """The training input: the clean image (a denoising autoencoder corrupts it)."""
+        return x
 
     # -- training --------------------------------------------------------------------------
     def training_step(self, batch, phase, ctx):
@@ -149,39 +150,58 @@ class Autoencoder(GenerativeModel):
     def evaluate_batch(self, batch):
         x = batch["image"]
         rec = self.reconstruct(x)
-        metrics = {"mse": per_image_mse(rec, x), "psnr": psnr(rec, x)}
-        if self.corruption:  # a denoiser is also scored on what it was trained for
-            out = self.decoder(self.encoder(self.corrupt(x)))
-            den = output_to_image(out, self.recon_loss)
-            metrics |= {"denoise_mse": per_image_mse(den, x), "denoise_psnr": psnr(den, x)}
-        else:
-            out = self.decoder(self.encoder(x))
-        metrics["loss"] = reconstruction_error(out, x, self.recon_loss)
-        return metrics
+        return {"mse": per_image_mse(rec, x), "psnr": psnr(rec, x), "loss": reconstruction_error(self.decoder(self.encoder(x)), x, self.recon_loss)}
+
+    @torch.no_grad()
+    def visuals(self, batch):
+        x = batch["image"][:16]
+        return {"reconstruction": interleave_rows([x, self.reconstruct(x)], 8)}
+
+
+class DenoisingAutoencoder(Autoencoder, SamplesPrior, MarkovChain):
+    """An autoencoder trained to undo a corruption (clean target), which samples by a
+    corrupt/denoise Markov chain from noise (Bengio et al. 2013).
+
+    corruption: {kind: gaussian | mask | salt_pepper, level}."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, int, int], corruption: dict,
+                 chain_steps: int = 100, **kwargs):
+        super().__init__(encoder, decoder, image_shape, **kwargs)
+        self.corruption = dict(corruption)
+        if self.corruption.get("kind") not in CORRUPTIONS:
+            raise GenlabError(f"model.corruption.kind={self.corruption.get('kind')!r} is not one of {', '.join(CORRUPTIONS)}")
+        self.chain_steps = chain_steps
+        self.sample_shape = self.image_shape
+
+    def corrupt(self, x: Tensor) -> Tensor:
+        return corrupt(x, self.corruption["kind"], self.corruption["level"])
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch):
+        """Reconstruction of clean images, and (what it was trained for) of corrupted ones."""
+        x = batch["image"]
+        rec = self.reconstruct(x)
+        out = self.decoder(self.encoder(self.corrupt(x)))
+        den = output_to_image(out, self.recon_loss)
+        return {"mse": per_image_mse(rec, x), "psnr": psnr(rec, x), "denoise_mse": per_image_mse(den, x), "denoise_psnr": psnr(den, x),
+                "loss": reconstruction_error(out, x, self.recon_loss)}
 
     @torch.no_grad()
     def chain(self, x: Tensor, steps: int) -> list[Tensor]:
-        """Markov chain of a denoising autoencoder: x_{t+1} = denoise(corrupt(x_t)); all states."""
+        """x_{t+1} = denoise(corrupt(x_t)); all states."""
         states = [x]
         for _ in range(steps):
             states.append(self.reconstruct(self.corrupt(states[-1])))
         return states
 
     @torch.no_grad()
-    def sample(self, n, **cond):
-        if not self.can_sample:
-            return super().sample(n)
-        x0 = torch.rand(n, *self.image_shape, device=_device(self)) * 2 - 1
+    def sample(self, n: int, labels: Sequence[int] | None = None) -> Tensor:
+        check_unconditional(self, labels)
+        x0 = torch.rand(n, *self.image_shape, device=next(self.parameters()).device) * 2 - 1
         return self.chain(x0, self.chain_steps)[-1]
 
     @torch.no_grad()
     def visuals(self, batch):
         x = batch["image"][:16]
-        if self.corruption is None:
-            return {"reconstruction": interleave_rows([x, self.reconstruct(x)], 8)}
         noisy = self.corrupt(x)
         return {"reconstruction": interleave_rows([x, noisy.clamp(-1, 1), self.reconstruct(noisy)], 8)}
-
-
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device

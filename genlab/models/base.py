@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +43,6 @@ class GenerativeModel(nn.Module):
     ema_modules: tuple[str, ...] = ()
     #: metric watched for best.pt when trainer.monitor is not set: (name, "min" | "max"), or None
     monitor: tuple[str, str] | None = ("val/loss", "min")
-    #: whether `sample(n)` can draw new images (a plain autoencoder has no prior)
-    can_sample: bool = False
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"main": [p for p in self.parameters() if p.requires_grad]}
@@ -61,14 +61,109 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, n: int, **cond) -> Tensor:
-        """n new images in [-1, 1], shape (n, C, H, W)."""
-        raise GenlabError(
-            f"{type(self).__name__} has no prior to sample from; use model=vae or model=dae, "
-            "or the sample modes recon/interp"
-        )
-
-    @torch.no_grad()
     def visuals(self, batch: dict) -> dict[str, Tensor]:
         """Image batches in [-1, 1] to show in TensorBoard and samples/ during training."""
         return {}
+
+
+# -- capabilities: what `genlab sample` and `genlab eval` may ask of a model ------------------
+# A model declares each by inheriting it; a sample mode or a metric names the one it needs
+# (genlab/sample.py MODES, genlab/metrics METRICS) and checks it with isinstance, never by
+# attribute names. One signature each; the abstract methods make a model that claims a
+# capability implement all of it.
+class Reconstructs(ABC):
+    """Maps images to codes and back: encode(x) -> (B, D) codes, reconstruct(x) -> images."""
+
+    @abstractmethod
+    def encode(self, x: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def reconstruct(self, x: Tensor) -> Tensor: ...
+
+
+class DecodesLatents(ABC):
+    """Has a latent space to decode: latents(n, batch) gives n codes (of the batch's images
+    where latents_from_images, else drawn from the prior; batch=None draws from the prior),
+    decode(z, labels) gives images in [-1, 1]."""
+
+    latent_dim: int
+    #: latents come from images (encoders, GLO's codes), indexed by data set position
+    latents_from_images: bool = False
+    #: the split whose images have latents, if only one has them (GLO: the training images)
+    latent_split: str | None = None
+
+    @abstractmethod
+    def latents(self, n: int, batch: dict | None = None) -> Tensor: ...
+
+    @abstractmethod
+    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor: ...
+
+
+class SamplesPrior(ABC):
+    """Draws new samples: sample(n, labels) -> (n, *sample_shape), images in [-1, 1] or points."""
+
+    sample_shape: tuple[int, ...]
+
+    @abstractmethod
+    def sample(self, n: int, labels: Sequence[int] | None = None) -> Tensor: ...
+
+    @property
+    def samples_images(self) -> bool:
+        return len(self.sample_shape) == 3
+
+
+class GaussianPosterior(ABC):
+    """q(z|x) = N(mu, diag(exp(logvar))): posterior(x) -> (mu, logvar), each (B, D), and the
+    importance-sampled bound on log p(x) per image."""
+
+    @abstractmethod
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    @abstractmethod
+    def log_likelihood_bound(self, x: Tensor, k: int = 100) -> Tensor: ...
+
+
+class Translates(ABC):
+    """Image-to-image: translate(x, direction) for each of `directions` ("AtoB", "BtoA")."""
+
+    directions: tuple[str, ...] = ("AtoB",)
+
+    @abstractmethod
+    def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor: ...
+
+
+class Conditional(ABC):
+    """Conditioned on a class: class_labels(n, labels) -> (n,) labels to sample, from the
+    given ones repeated or every class in turn."""
+
+    num_classes: int
+
+    @abstractmethod
+    def class_labels(self, n: int, labels: Sequence[int] | None = None) -> Tensor: ...
+
+
+class MarkovChain(ABC):
+    """Samples by a Markov chain from noise: chain(x0, steps) -> every state, x0 first."""
+
+    @abstractmethod
+    def chain(self, x: Tensor, steps: int) -> list[Tensor]: ...
+
+
+def check_direction(model: Translates, direction: str) -> None:
+    if direction not in model.directions:
+        raise GenlabError(f"direction={direction}: {type(model).__name__} translates {', '.join(model.directions)}")
+
+
+def check_unconditional(model, labels) -> None:
+    if labels:
+        raise GenlabError(f"labels= needs a conditional model (model=cgan); {type(model).__name__} is not")
+
+
+@torch.no_grad()
+def output_shape(net: nn.Module, *inputs: Tensor) -> tuple[int, ...]:
+    """The per-sample output shape of `net` on `inputs`, by a dry run in eval mode."""
+    was_training = net.training
+    try:
+        return tuple(net.eval()(*inputs).shape[1:])
+    finally:
+        net.train(was_training)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from genlab.images import interleave_rows, match_channels
 from genlab.losses.adversarial import LeastSquares
-from genlab.models.base import GenerativeModel, Phase
+from genlab.models.base import GenerativeModel, Phase, Translates, check_direction
 
 
 class ImagePool(nn.Module):
@@ -46,13 +46,13 @@ class ImagePool(nn.Module):
         self.images = [img for img in state["images"]] if state["images"].numel() else []
 
 
-class CycleGAN(GenerativeModel):
+class CycleGAN(GenerativeModel, Translates):
     """Phases g (both generators; fakes to ctx) then d (both discriminators on pooled fakes)."""
 
     phases = (Phase("g", "g"), Phase("d", "d"))
     ema_modules = ()
     monitor = None
-    can_sample = False
+    directions = ("AtoB", "BtoA")
 
     def __init__(self, generator_AB: nn.Module, generator_BA: nn.Module, discriminator_A: nn.Module, discriminator_B: nn.Module,
                  loss: dict, lambda_cycle: float = 10.0, lambda_identity: float = 0.5, pool_size: int = 50,
@@ -71,6 +71,7 @@ class CycleGAN(GenerativeModel):
         return {"g": [*self.G.parameters(), *self.F.parameters()], "d": [*self.D_A.parameters(), *self.D_B.parameters()]}
 
     def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
+        check_direction(self, direction)
         return self.G(x) if direction == "AtoB" else self.F(x)
 
     def training_step(self, batch, phase, ctx):

@@ -4,6 +4,8 @@ penalty, R1 or weight clipping as configured), an optional lazy R1 phase, then t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -11,10 +13,10 @@ from genlab import GenlabError
 from genlab.images import scatter_image
 from genlab.losses.adversarial import NonSaturating
 from genlab.losses.penalties import gradient_penalty, r1_penalty
-from genlab.models.base import GenerativeModel, Phase
+from genlab.models.base import Conditional, DecodesLatents, GenerativeModel, Phase, SamplesPrior, check_unconditional, output_shape
 
 
-class GAN(GenerativeModel):
+class GAN(GenerativeModel, DecodesLatents, SamplesPrior):
     """generator(z, y) -> samples; discriminator(x, y, features=False) -> logits (B,).
 
     loss: {objective, n_critic, gp_weight, r1_gamma, r1_every, clip} (a configs/loss/ entry).
@@ -24,7 +26,6 @@ class GAN(GenerativeModel):
 
     ema_modules = ("generator",)
     monitor = None
-    can_sample = True
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: dict, z_dim: int, num_classes: int = 0):
         super().__init__()
@@ -34,7 +35,9 @@ class GAN(GenerativeModel):
         self.gp_weight = float(loss.get("gp_weight") or 0.0)
         self.r1_gamma, self.r1_every = float(loss.get("r1_gamma") or 0.0), int(loss.get("r1_every") or 1)
         self.clip = loss.get("clip")
-        self.z_dim, self.num_classes = z_dim, num_classes
+        self.z_dim, self.latent_dim, self.num_classes = z_dim, z_dim, num_classes
+        if num_classes and not isinstance(self, Conditional):
+            raise GenlabError(f"num_classes={num_classes} makes it the conditional GAN: use model=cgan (genlab.models.gan.ConditionalGAN)")
         if self.objective.uses_features and not hasattr(discriminator, "features"):
             raise GenlabError("feature matching needs a discriminator that returns features (DCGANDiscriminator, MLPDiscriminator)")
         phases = [Phase("d", "d", repeats=self.n_critic)]
@@ -96,11 +99,10 @@ class GAN(GenerativeModel):
     def _device(self):
         return next(self.generator.parameters()).device
 
-    def class_labels(self, n: int, labels=None) -> Tensor | None:
+    def class_labels(self, n: int, labels: Sequence[int] | None = None) -> Tensor | None:
         """n labels: the given ones repeated, or every class in turn; None if unconditional."""
         if not self.num_classes:
-            if labels:
-                raise GenlabError("labels= needs a conditional model (model=cgan)")
+            check_unconditional(self, labels)
             return None
         base = torch.as_tensor(list(labels) if labels else range(self.num_classes), device=self._device())
         if base.min() < 0 or base.max() >= self.num_classes:
@@ -112,12 +114,16 @@ class GAN(GenerativeModel):
         return self._z(n, self._device())
 
     @torch.no_grad()
-    def decode(self, z: Tensor, labels=None) -> Tensor:
+    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor:
         return self.generator(z, self.class_labels(len(z), labels))
 
     @torch.no_grad()
-    def sample(self, n, labels=None, **cond):
+    def sample(self, n: int, labels: Sequence[int] | None = None) -> Tensor:
         return self.decode(self.latents(n), labels)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return output_shape(self.generator, self._z(2, self._device()), self.class_labels(2))
 
     @torch.no_grad()
     def visuals(self, batch):
@@ -130,3 +136,12 @@ class GAN(GenerativeModel):
             y = torch.arange(rows, device=z.device).repeat_interleave(8)
             return {"samples": self.generator(z, y)}
         return {"samples": self.sample(64)}
+
+
+class ConditionalGAN(GAN, Conditional):
+    """The conditional GAN (Mirza & Osindero 2014): G and D see the class label."""
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: dict, z_dim: int, num_classes: int):
+        if num_classes < 2:
+            raise GenlabError(f"model.num_classes={num_classes}: a conditional GAN needs a data set with classes (data.num_classes >= 2)")
+        super().__init__(generator, discriminator, loss, z_dim, num_classes)

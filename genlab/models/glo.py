@@ -5,6 +5,8 @@ full-covariance Gaussian fitted to the learned codes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -13,15 +15,15 @@ from genlab import GenlabError
 from genlab.images import interleave_rows
 from genlab.losses.reconstruction import laplacian_pyramid_l1
 from genlab.metrics.reconstruction import per_image_mse, psnr
-from genlab.models.base import GenerativeModel
+from genlab.models.base import DecodesLatents, GenerativeModel, SamplesPrior, check_unconditional, output_shape
 
 LOSSES = ("l1", "lap1")
 
 
-class GLO(GenerativeModel):
+class GLO(GenerativeModel, DecodesLatents, SamplesPrior):
     ema_modules = ("generator",)
     monitor = ("val/mse", "min")
-    can_sample = True
+    latents_from_images = True
     latent_split = "train"  # its latents are the codes of training images
 
     def __init__(self, generator: nn.Module, num_codes: int, z_dim: int, loss: str = "lap1", levels: int = 4, fit_steps: int = 50):
@@ -29,6 +31,8 @@ class GLO(GenerativeModel):
         if loss not in LOSSES:
             raise GenlabError(f"model.loss={loss!r} is not one of {', '.join(LOSSES)}")
         self.generator, self.z_dim, self.loss, self.levels, self.fit_steps = generator, z_dim, loss, levels, fit_steps
+        self.latent_dim = z_dim
+        self.sample_shape = output_shape(generator, torch.zeros(2, z_dim))
         self.codes = nn.Embedding(num_codes, z_dim)
         with torch.no_grad():
             self.codes.weight.copy_(F.normalize(torch.randn(num_codes, z_dim), dim=1))
@@ -83,12 +87,13 @@ class GLO(GenerativeModel):
         return self.code_distribution().sample((n,)).float()
 
     @torch.no_grad()
-    def decode(self, z: Tensor, labels=None) -> Tensor:
+    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor:
+        check_unconditional(self, labels)
         return self.generator(z)
 
     @torch.no_grad()
-    def sample(self, n, **cond):
-        return self.decode(self.latents(n))
+    def sample(self, n: int, labels: Sequence[int] | None = None) -> Tensor:
+        return self.decode(self.latents(n), labels)
 
     @torch.no_grad()
     def visuals(self, batch):

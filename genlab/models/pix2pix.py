@@ -10,16 +10,16 @@ from genlab.images import interleave_rows, match_channels
 from genlab.losses.adversarial import NonSaturating
 from genlab.metrics.reconstruction import per_image_mse, psnr
 from genlab.metrics.ssim import ssim
-from genlab.models.base import GenerativeModel, Phase
+from genlab.models.base import GenerativeModel, Phase, Translates, check_direction
 
 
-class Pix2Pix(GenerativeModel):
+class Pix2Pix(GenerativeModel, Translates):
     """Phases g (its fakes go to ctx) then d, which scores the same fakes, detached."""
 
     phases = (Phase("g", "g"), Phase("d", "d"))
     ema_modules = ("generator",)
     monitor = ("val/l1", "min")
-    can_sample = False
+    directions = ("AtoB",)
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: dict, lambda_l1: float = 100.0):
         super().__init__()
@@ -30,8 +30,9 @@ class Pix2Pix(GenerativeModel):
     def param_groups(self):
         return {"g": list(self.generator.parameters()), "d": list(self.discriminator.parameters())}
 
-    def translate(self, a: Tensor, direction: str = "AtoB") -> Tensor:
-        return self.generator(a)
+    def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
+        check_direction(self, direction)
+        return self.generator(x)
 
     def training_step(self, batch, phase, ctx):
         a, b = batch["A"], batch["B"]

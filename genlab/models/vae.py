@@ -4,6 +4,7 @@ prior, and a decoder likelihood p(x|z) chosen by `likelihood` (bce, mse or l1)."
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -12,12 +13,12 @@ from genlab.images import interleave_rows
 from genlab.losses.kl import gaussian_kl
 from genlab.losses.reconstruction import check_kind, negative_log_likelihood, output_to_image
 from genlab.metrics.reconstruction import per_image_mse, psnr
-from genlab.models.base import GenerativeModel
+from genlab.models.base import DecodesLatents, GaussianPosterior, GenerativeModel, Reconstructs, SamplesPrior, check_unconditional, output_shape
 
 LOG_2PI = math.log(2 * math.pi)
 
 
-class VAE(GenerativeModel):
+class VAE(GenerativeModel, Reconstructs, DecodesLatents, SamplesPrior, GaussianPosterior):
     """loss = E_q[-log p(x|z)] + beta * KL(q(z|x) || N(0, I)), one reparameterised sample per image.
 
     The logged `elbo` is the beta = 1 bound in nats per image (negative; higher is better),
@@ -26,7 +27,7 @@ class VAE(GenerativeModel):
 
     ema_modules = ("encoder", "decoder", "mu_head", "logvar_head")
     monitor = ("val/elbo", "max")
-    can_sample = True
+    latents_from_images = True
 
     def __init__(
         self,
@@ -44,10 +45,8 @@ class VAE(GenerativeModel):
         self.latent_dim = latent_dim
         self.likelihood = check_kind(likelihood, "model.likelihood")
         self.beta, self.obs_scale = beta, obs_scale
-        with torch.no_grad():  # the encoder's feature size, from a dry run
-            was_training = encoder.training
-            feat = encoder.eval()(torch.zeros(2, *self.image_shape)).shape[1]
-            encoder.train(was_training)
+        self.sample_shape = self.image_shape
+        (feat,) = output_shape(encoder, torch.zeros(2, *self.image_shape))  # the encoder's feature size
         self.mu_head = nn.Linear(feat, latent_dim)
         self.logvar_head = nn.Linear(feat, latent_dim)
 
@@ -59,7 +58,8 @@ class VAE(GenerativeModel):
         """The posterior mean: the code used for interpolation and traversals."""
         return self.posterior(x)[0]
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor:
+        check_unconditional(self, labels)
         return output_to_image(self.decoder(z), self.likelihood)
 
     def reconstruct(self, x: Tensor) -> Tensor:
@@ -112,9 +112,8 @@ class VAE(GenerativeModel):
         return torch.logsumexp(torch.cat(log_w), 0) - math.log(k)
 
     @torch.no_grad()
-    def sample(self, n, **cond):
-        z = torch.randn(n, self.latent_dim, device=self.mu_head.weight.device)
-        return self.decode(z)
+    def sample(self, n: int, labels: Sequence[int] | None = None) -> Tensor:
+        return self.decode(self.latents(n), labels)
 
     @torch.no_grad()
     def visuals(self, batch):
