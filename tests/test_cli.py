@@ -28,7 +28,8 @@ def test_help_lists_the_verbs(tmp_path):
 def test_train_help_shows_config_groups(tmp_path):
     out = genlab("train", "--help", cwd=tmp_path).stdout
     assert "model: ae, cgan, conv_ae, conv_vae, cyclegan, dae, gan, gan_mlp, glo, linear_ae, pix2pix, sparse_ae, stacked_ae, vae" in out
-    assert "data: celeba, cifar10, cityscapes, digit_edges, digits, digits2edges, edges2shoes, facades, fashion_mnist, grid25" in out
+    data_line = "data: celeba, cifar10, cityscapes, digit_edges, digits, digits2edges, edges2shoes, facades, fashion_mnist, grid25, "
+    assert data_line + "horse2zebra, image_folder, maps, mnist, monet2photo, ring8, summer2winter_yosemite\n" in out  # no shared bases
     assert "loss: default, feature_matching, hinge, lsgan, minimax, nonsat, r1, wgan, wgan_gp" in out
     for group in ("optim:", "scheduler:", "trainer:", "logger:", "experiment:"):
         assert group in out
@@ -79,7 +80,7 @@ def test_works_from_any_directory_with_configs_inside_the_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("genlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"genlab/configs/train.yaml", "genlab/configs/model/vae.yaml", "genlab/configs/trainer/debug.yaml", "genlab/cli.py"} <= names
+    assert {"genlab/configs/train.yaml", "genlab/configs/model/vae.yaml", "genlab/configs/trainer/debug.yaml", "genlab/configs/_translation_data.yaml", "genlab/cli.py"} <= names
 
 
 @pytest.mark.parametrize(
