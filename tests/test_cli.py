@@ -52,6 +52,10 @@ def test_train_then_sample_and_eval_from_its_checkpoint(tmp_path):
     samples = run / "samples" / "last"
     for name in ("recon.png", "prior.png", "interp.png", "interp.gif", "slerp.png", "traverse.png", "traverse.gif"):
         assert (samples / name).is_file(), out
+    from PIL import Image
+
+    for png in (run / "samples" / "samples_0000030.png", samples / "recon.png", samples / "prior.png", samples / "traverse.png"):
+        assert Image.open(png).mode == "L", png  # the digits are grey: so are their grids
 
     genlab("eval", f"ckpt={run}", "iw_samples=10", cwd=tmp_path)
     record = json.loads((run / "checkpoints" / "last.eval.json").read_text())
@@ -151,7 +155,8 @@ def test_conditional_gan_trains_samples_classes_and_latent_tools(tmp_path):
     from PIL import Image
 
     # labels=[3,3,7] gives three class rows of ncol=3 images of 32 px (2 px padding)
-    assert Image.open(run / "samples" / "last" / "classes.png").size == (3 * 34 + 2, 3 * 34 + 2)
+    classes = Image.open(run / "samples" / "last" / "classes.png")
+    assert classes.size == (3 * 34 + 2, 3 * 34 + 2) and classes.mode == "L"
 
 
 def test_gan_on_ring8_reports_mode_coverage(tmp_path):
