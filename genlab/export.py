@@ -237,7 +237,7 @@ def _torchscript(part: Part, file: Path) -> None:
         # FutureWarning: TorchScript is deprecated upstream, this is the format asked for.
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(part.module, tuple(part.inputs.values()), check_trace=False)
-        torch.jit.save(torch.jit.freeze(traced), str(file))
+        torch.jit.save(torch.jit.freeze(traced, optimize_numerics=False), str(file))  # no conv-norm folding: genlab's own arithmetic
 
 
 def check(part: Part, file: Path, fmt: str, inputs: dict[str, Tensor] | None = None) -> dict:

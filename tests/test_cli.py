@@ -22,7 +22,7 @@ def genlab(*args, cwd, check=True):
 
 def test_help_lists_the_verbs(tmp_path):
     out = genlab("--help", cwd=tmp_path).stdout
-    assert all(verb in out for verb in ("train", "eval", "sample"))
+    assert all(verb in out for verb in ("train", "eval", "sample", "export"))
 
 
 def test_train_help_shows_config_groups(tmp_path):

@@ -68,7 +68,7 @@ def test_experiments_compose_and_build_their_model(name, make_cfg):
     assert get_class(cfg.data.dataset._target_)
 
 
-@pytest.mark.parametrize("verb", ["eval", "sample"])
+@pytest.mark.parametrize("verb", ["eval", "sample", "export"])
 def test_eval_and_sample_configs_compose(verb, make_cfg):
     cfg = make_cfg(verb, ["ckpt=outputs/run"])
     assert cfg.ckpt == "outputs/run" and cfg.seed == 0

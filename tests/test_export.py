@@ -63,12 +63,12 @@ def run_exported(file, fmt: str, *inputs: torch.Tensor) -> torch.Tensor:
         return module(*inputs)
 
 
-def assert_matches(got: torch.Tensor, expected: torch.Tensor) -> float:
+def assert_matches(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
     assert got.shape == expected.shape
     assert expected.std() > 0.05  # outputs that vary: a match is not a match of constants
     diff = float((got - expected).abs().max())
+    print(f"{what} {tuple(expected.shape)}: max |exported - genlab| = {diff:.2e}")  # the figures, with pytest -s
     assert diff < TOL, diff
-    return diff
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
@@ -87,14 +87,14 @@ def test_translation_generator_export_matches_genlab_at_two_sizes(fmt, run, tmp_
         x = torch.rand(shape) * 2 - 1
         with torch.no_grad():
             expected = model.translate(x, "AtoB")
-        assert_matches(run_exported(out / entry["file"], fmt, x), expected)
+        assert_matches(run_exported(out / entry["file"], fmt, x), expected, f"{fmt} CycleGAN G")
     if fmt == "onnx":  # batch, height and width are symbols of the graph, not numbers
         dims = onnxruntime.InferenceSession(str(out / entry["file"]), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
         assert isinstance(dims[0], str) and isinstance(dims[2], str) and isinstance(dims[3], str) and dims[1] == 1
 
 
-@pytest.mark.parametrize("family", ["gan", "cgan"])
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize(("family", "fmt"), [("gan", "onnx"), ("gan", "torchscript"), ("cgan", "torchscript"),
+                                           pytest.param("cgan", "onnx", marks=pytest.mark.slow)])
 def test_gan_decoder_export_matches_genlab(family, fmt, run, tmp_path):
     result = export.run(compose_cfg("export", [f"ckpt={run(family)}", f"format={fmt}", f"out={tmp_path}"]))
     entry = result["files"]["decode"]
@@ -105,9 +105,9 @@ def test_gan_decoder_export_matches_genlab(family, fmt, run, tmp_path):
     if family == "cgan":
         labels = [3, 1, 4, 1, 5]
         assert entry["inputs"]["labels"] == {"shape": ["batch"], "dtype": "int64", "range": [0, 9]}
-        assert_matches(run_exported(tmp_path / entry["file"], fmt, z, torch.tensor(labels)), model.decode(z, labels=labels))
+        assert_matches(run_exported(tmp_path / entry["file"], fmt, z, torch.tensor(labels)), model.decode(z, labels=labels), f"{fmt} cGAN decode")
     else:
-        assert_matches(run_exported(tmp_path / entry["file"], fmt, z), model.decode(z))
+        assert_matches(run_exported(tmp_path / entry["file"], fmt, z), model.decode(z), f"{fmt} GAN decode")
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
@@ -118,8 +118,8 @@ def test_autoencoder_encoder_and_decoder_exports_match_genlab(fmt, run, tmp_path
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     with torch.no_grad():
         code = model.encode(x)
-        assert_matches(run_exported(tmp_path / result["files"]["encode"]["file"], fmt, x), code)
-        assert_matches(run_exported(tmp_path / result["files"]["decode"]["file"], fmt, code), model.decode(code))
+        assert_matches(run_exported(tmp_path / result["files"]["encode"]["file"], fmt, x), code, f"{fmt} conv AE encode")
+        assert_matches(run_exported(tmp_path / result["files"]["decode"]["file"], fmt, code), model.decode(code), f"{fmt} conv AE decode")
     assert result["files"]["decode"]["inputs"]["z"]["shape"] == ["batch", 64]
 
 
