@@ -100,8 +100,8 @@ def collate(samples):
     mixed = {k: sorted(v) for k, v in sizes.items() if len(v) > 1}
     if mixed:  # whole images of several aspect ratios (data.dataset.preprocess=scale_width)
         k, shapes = next(iter(mixed.items()))
-        raise GenlabError(f"one batch holds {k} images of sizes {shapes[0]} and {shapes[1]}; set data.batch_size=1 "
-                          "or crop them to one size (data.dataset.preprocess=scale_width_and_crop)")
+        raise GenlabError(f"one batch holds {k} images of sizes {shapes[0]} and {shapes[1]}; set data.batch_size=1 (genlab eval: "
+                          "batch_size=1) or crop them to one size (data.dataset.preprocess=scale_width_and_crop)")
     return default_collate(samples)
 
 
