@@ -33,6 +33,8 @@ def _run_dir_of(resume, default: str) -> str:
 OmegaConf.register_new_resolver("prod", lambda *xs: math.prod(int(x) for x in xs), replace=True)
 OmegaConf.register_new_resolver("sum", lambda *xs: sum(int(x) for x in xs), replace=True)
 OmegaConf.register_new_resolver("genlab_run_dir", _run_dir_of, replace=True)
+# [C, H, W] of a channel count and a side or [height, width] (data.crop_size of the two-domain sets)
+OmegaConf.register_new_resolver("image_shape", lambda c, size: [int(c), *([int(size)] * 2 if isinstance(size, (int, str)) else map(int, size))], replace=True)
 # a resumed run keeps its original .hydra/ (the config it started with)
 OmegaConf.register_new_resolver("genlab_output_subdir", lambda resume: ".hydra" if resume in (None, "", "null") else None, replace=True)
 

@@ -32,14 +32,26 @@ def match_channels(*batches: Tensor) -> list[Tensor]:
 
 
 def grid(x: Tensor, ncol: int = 8) -> Tensor:
-    """(N, C, H, W) in [-1, 1] -> (3 or C, H', W') uint8 grid."""
-    return make_grid(to_uint8(x), nrow=ncol, padding=2, pad_value=255)
+    """(N, C, H, W) in [-1, 1] -> (C, H', W') uint8 grid: grey images give a grey grid (one
+    channel), RGB ones an RGB grid; batches mixing both go through match_channels first."""
+    g = make_grid(to_uint8(x), nrow=ncol, padding=2, pad_value=255)
+    return g[:1] if x.shape[1] == 1 else g  # make_grid repeats a single channel three times
 
 
 def save_grid(x: Tensor, path: str | Path, ncol: int = 8) -> Path:
+    """A PNG of the grid: 8-bit grey for one-channel images, RGB for three."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _pil(grid(x, ncol)).save(path)
+    return path
+
+
+def save_image(x: Tensor, path: str | Path) -> Path:
+    """One (C, H, W) image in [-1, 1] as a file at its own size, without a grid's border:
+    grey for one channel, RGB for three."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _pil(to_uint8(x)).save(path)
     return path
 
 

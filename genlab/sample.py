@@ -13,8 +13,10 @@ from torch import Tensor
 from genlab import GenlabError, checkpoint
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
+from genlab.data.transforms import load_image
+from genlab.data.translation import domain_image, pair, resize, scale_width, unit_image
 from genlab.device import select_device
-from genlab.images import interleave_rows, save_gif, save_grid, scatter_image
+from genlab.images import interleave_rows, match_channels, save_gif, save_grid, save_image, scatter_image
 from genlab.models.base import (Conditional, DecodesLatents, GaussianPosterior, MarkovChain, Reconstructs, SamplesPrior, Translates,
                                 check_direction)
 
@@ -31,6 +33,9 @@ MODES = {
     "fixed_z": (Conditional, DecodesLatents),
     "translate": (Translates,),
 }
+# keys of the translate mode, with the defaults that leave them unused
+TRANSLATE_KEYS = {"input": None, "preprocess": "resize", "load_size": None, "grid": True}
+PREPROCESS = ("resize", "scale_width", "none")
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -64,6 +69,9 @@ def run(cfg: DictConfig) -> dict:
             raise GenlabError(f"modes has {mode!r}; choose from {', '.join(MODES)} (or auto)")
         if mode not in supported:
             raise GenlabError(f"sample mode {mode!r} does not apply to {type(model).__name__}; it supports {', '.join(supported)}")
+    translate_keys = {k: cfg.get(k) for k, default in TRANSLATE_KEYS.items() if cfg.get(k) != default}
+    if translate_keys and "translate" not in modes:
+        raise GenlabError(f"{', '.join(f'{k}={v}' for k, v in translate_keys.items())} applies to modes=[translate] only")
     out = cfg.get("out") or path.parent.parent / "samples" / path.stem
     seed_everything(int(cfg.seed))
     need = max(int(cfg.n), 2 * int(cfg.interp.pairs), int(cfg.chain.chains))
@@ -191,38 +199,111 @@ def _class_grid(shared_noise: bool):
 
 
 def _translate(model, batch, cfg, out, dataset):
-    """Translate input=<folder> (else the split's images) in `direction`: each output as an
-    image file under <out>/<direction>/, and a grid of inputs above outputs (and CycleGAN's
-    reconstructions F(G(x)) below them)."""
-    from genlab.data.translation import domain_image
-    from genlab.data.image_folder import list_images
-    from genlab.data.transforms import load_image
-    from genlab.images import match_channels
+    """Translate input=<file or folder> (else the split's images) in `direction`: each output
+    as a PNG under <out>/<direction>/ with the input's relative path and name, and (grid=true)
+    a grid of inputs above outputs (and CycleGAN's reconstructions F(G(x)) below them).
+    preprocess: resize (to the training crop), scale_width (the width to load_size, the
+    height in proportion) or none (each image at its own size); the last two pad each image
+    (reflection) to the generators' size multiple and crop the output back to its size."""
+    from genlab.export import size_multiple
 
-    direction, data = str(cfg.direction), cfg.train_data
-    if direction not in ("AtoB", "BtoA"):
-        raise GenlabError(f"direction={direction!r} is not one of AtoB, BtoA")
+    direction, data, preprocess = str(cfg.direction), cfg.train_data, str(cfg.get("preprocess", "resize"))
     check_direction(model, direction)
-    src = "A" if direction == "AtoB" else "B"
+    if preprocess not in PREPROCESS:
+        raise GenlabError(f"preprocess={preprocess!r} is not one of {', '.join(PREPROCESS)}")
+    if cfg.get("load_size") is not None and preprocess != "scale_width":
+        raise GenlabError(f"load_size={cfg.load_size} is the width of preprocess=scale_width; drop it or set preprocess=scale_width")
     device = next(model.parameters()).device
+    crop = pair(data.get("crop_size") or data.image_size)  # the training crop (height, width)
     if cfg.get("input"):
-        files = list_images(Path(cfg.input).expanduser())
-        if not files:
-            raise GenlabError(f"no images under input={cfg.input}")
-        size, channels = int(data.image_size), int(data[f"channels_{src}"])
-        x = torch.stack([domain_image(load_image(f), channels, size) for f in files]).to(device)
-        names = [f.stem for f in files]
+        files, names = _input_images(Path(str(cfg.input)).expanduser())
+        channels = int(data[f"channels_{direction[0]}"])
+        x = [_prepared(load_image(f), channels, preprocess, crop, cfg.get("load_size")).to(device) for f in files]
     else:
-        x = batch[src][: int(cfg.n)]
-        names = [f"{i:04d}" for i in range(len(x))]
-    outputs = torch.cat([model.translate(x[i : i + 16], direction) for i in range(0, len(x), 16)])
-    files_out = [save_grid(y[None], f"{out}/{direction}/{name}.png", 1) for y, name in zip(outputs, names)]
+        if preprocess != "resize":
+            raise GenlabError(f"preprocess={preprocess} applies to input= images; the split's come as the data set loads them "
+                              "(data.dataset.preprocess), or pass input=<folder>")
+        x = list(batch[direction[0]][: int(cfg.n)])
+        names = [f"{i:04d}.png" for i in range(len(x))]
+    multiple = size_multiple(model)
+    outputs = translate_images(model, x, direction, multiple)
+    files_out = [save_image(y, f"{out}/{direction}/{name}") for y, name in zip(outputs, names)]
+    if not cfg.get("grid", True):
+        return files_out
     rows = [x, outputs]
     if len(model.directions) == 2:  # the way back: reconstructions
-        back = "BtoA" if direction == "AtoB" else "AtoB"
-        rows.append(torch.cat([model.translate(outputs[i : i + 16], back) for i in range(0, len(outputs), 16)]))
+        rows.append(translate_images(model, outputs, "BtoA" if direction == "AtoB" else "AtoB", multiple))
+    side = max(crop)
+    rows = [torch.stack([_tile(im, side) for im in row]) for row in rows]
     ncol = min(int(cfg.ncol), len(x))
     return [save_grid(interleave_rows(match_channels(*rows), ncol), f"{out}/translate_{direction}.png", ncol), *files_out]
+
+
+def translate_images(model, images: list[Tensor], direction: str, multiple: int, batch_size: int = 16) -> list[Tensor]:
+    """Each (C, H, W) image translated at its own size: runs of equal sizes go in batches;
+    sides that are not multiples of `multiple` are padded by reflection and cropped back."""
+    out: list[Tensor] = []
+    i = 0
+    while i < len(images):
+        j = i + 1
+        while j < len(images) and j - i < batch_size and images[j].shape == images[i].shape:
+            j += 1
+        out += list(translate_padded(model, torch.stack(images[i:j]), direction, multiple))
+        i = j
+    return out
+
+
+def translate_padded(model, x: Tensor, direction: str, multiple: int) -> Tensor:
+    """model.translate of (B, C, H, W) of any H, W: padded to multiples of `multiple`
+    (reflection, or edge replication where an image is smaller than its padding) and
+    cropped back to H, W."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not ph and not pw:
+        return model.translate(x, direction)
+    left, top = pw // 2, ph // 2
+    pad = [left, pw - left, top, ph - top]
+    mode = "reflect" if max(pad) < min(h, w) else "replicate"
+    y = model.translate(torch.nn.functional.pad(x, pad, mode=mode), direction)
+    return y[..., top : top + h, left : left + w]
+
+
+def _input_images(root: Path) -> tuple[list[Path], list[str]]:
+    """The images of input= (a file or a folder, searched recursively) and their output
+    names: the path relative to the folder, as .png."""
+    from genlab.data.image_folder import list_images
+
+    files = [root] if root.is_file() else list_images(root) if root.is_dir() else []
+    if not files:
+        raise GenlabError(f"no images under input={root}")
+    names = [str((f.relative_to(root) if root.is_dir() else Path(f.name)).with_suffix(".png")) for f in files]
+    seen: dict[str, Path] = {}
+    for f, name in zip(files, names):
+        if name in seen:
+            raise GenlabError(f"input= has {seen[name]} and {f}, which would both be written as {name}; rename one")
+        seen[name] = f
+    return files, names
+
+
+def _prepared(image, channels: int, preprocess: str, crop: tuple[int, int], load_size) -> Tensor:
+    """A PIL image as the translate mode feeds it: (channels, H, W) in [-1, 1]."""
+    if preprocess == "resize":
+        return domain_image(image, channels, crop)
+    x = unit_image(image, channels)
+    if preprocess == "scale_width":
+        x = scale_width(x, int(load_size or crop[1]))
+    return x * 2 - 1
+
+
+def _tile(x: Tensor, side: int) -> Tensor:
+    """A grid tile: the image scaled so that its longer side is `side`, centred on white."""
+    h, w = x.shape[-2:]
+    if (h, w) == (side, side):
+        return x
+    th, tw = max(1, round(h * side / max(h, w))), max(1, round(w * side / max(h, w)))
+    x = resize((x + 1) / 2, (th, tw)) * 2 - 1
+    top, left = (side - th) // 2, (side - tw) // 2
+    return torch.nn.functional.pad(x, [left, side - tw - left, top, side - th - top], value=1.0)
 
 
 def _whole_rows(n: int, ncol: int) -> int:

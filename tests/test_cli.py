@@ -22,13 +22,14 @@ def genlab(*args, cwd, check=True):
 
 def test_help_lists_the_verbs(tmp_path):
     out = genlab("--help", cwd=tmp_path).stdout
-    assert all(verb in out for verb in ("train", "eval", "sample"))
+    assert all(verb in out for verb in ("train", "eval", "sample", "export"))
 
 
 def test_train_help_shows_config_groups(tmp_path):
     out = genlab("train", "--help", cwd=tmp_path).stdout
     assert "model: ae, cgan, conv_ae, conv_vae, cyclegan, dae, gan, gan_mlp, glo, linear_ae, pix2pix, sparse_ae, stacked_ae, vae" in out
-    assert "data: celeba, cifar10, cityscapes, digit_edges, digits, digits2edges, edges2shoes, facades, fashion_mnist, grid25" in out
+    data_line = "data: celeba, cifar10, cityscapes, digit_edges, digits, digits2edges, edges2shoes, facades, fashion_mnist, grid25, "
+    assert data_line + "horse2zebra, image_folder, maps, mnist, monet2photo, ring8, summer2winter_yosemite\n" in out  # no shared bases
     assert "loss: default, feature_matching, hinge, lsgan, minimax, nonsat, r1, wgan, wgan_gp" in out
     for group in ("optim:", "scheduler:", "trainer:", "logger:", "experiment:"):
         assert group in out
@@ -51,6 +52,10 @@ def test_train_then_sample_and_eval_from_its_checkpoint(tmp_path):
     samples = run / "samples" / "last"
     for name in ("recon.png", "prior.png", "interp.png", "interp.gif", "slerp.png", "traverse.png", "traverse.gif"):
         assert (samples / name).is_file(), out
+    from PIL import Image
+
+    for png in (run / "samples" / "samples_0000030.png", samples / "recon.png", samples / "prior.png", samples / "traverse.png"):
+        assert Image.open(png).mode == "L", png  # the digits are grey: so are their grids
 
     genlab("eval", f"ckpt={run}", "iw_samples=10", cwd=tmp_path)
     record = json.loads((run / "checkpoints" / "last.eval.json").read_text())
@@ -80,7 +85,7 @@ def test_works_from_any_directory_with_configs_inside_the_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("genlab-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"genlab/configs/train.yaml", "genlab/configs/model/vae.yaml", "genlab/configs/trainer/debug.yaml", "genlab/cli.py"} <= names
+    assert {"genlab/configs/train.yaml", "genlab/configs/model/vae.yaml", "genlab/configs/trainer/debug.yaml", "genlab/configs/_translation_data.yaml", "genlab/cli.py"} <= names
 
 
 @pytest.mark.parametrize(
@@ -153,7 +158,8 @@ def test_conditional_gan_trains_samples_classes_and_latent_tools(tmp_path):
     from PIL import Image
 
     # labels=[3,3,7] gives three class rows of ncol=3 images of 32 px (2 px padding)
-    assert Image.open(run / "samples" / "last" / "classes.png").size == (3 * 34 + 2, 3 * 34 + 2)
+    classes = Image.open(run / "samples" / "last" / "classes.png")
+    assert classes.size == (3 * 34 + 2, 3 * 34 + 2) and classes.mode == "L"
 
 
 def test_gan_on_ring8_reports_mode_coverage(tmp_path):

@@ -68,7 +68,7 @@ def test_experiments_compose_and_build_their_model(name, make_cfg):
     assert get_class(cfg.data.dataset._target_)
 
 
-@pytest.mark.parametrize("verb", ["eval", "sample"])
+@pytest.mark.parametrize("verb", ["eval", "sample", "export"])
 def test_eval_and_sample_configs_compose(verb, make_cfg):
     cfg = make_cfg(verb, ["ckpt=outputs/run"])
     assert cfg.ckpt == "outputs/run" and cfg.seed == 0
@@ -82,3 +82,23 @@ def test_schedule_functions_are_pure_and_exact():
     assert warmup_cosine_factor(55, 100, warmup_steps=10) == pytest.approx(0.5)
     assert [step_factor(s, 0, step_size=10, gamma=0.5) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
     assert get_method("genlab.schedules.warmup_cosine")
+
+
+TRANSLATION_SETS = ["horse2zebra", "monet2photo", "summer2winter_yosemite", "facades", "edges2shoes", "maps", "cityscapes"]
+
+
+@pytest.mark.parametrize("name", TRANSLATION_SETS)
+def test_translation_data_configs_compose_as_before_their_shared_base(name, make_cfg):
+    """configs/_translation_data.yaml factors the two-domain sets; each still composes to the
+    data node it had as a flat file (tests/data/translation_data_configs.yaml), unresolved."""
+    from pathlib import Path
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    expected = yaml.safe_load((Path(__file__).parent / "data" / "translation_data_configs.yaml").read_text())
+    assert OmegaConf.to_container(make_cfg("train", [f"data={name}"], fast=False).data, resolve=False) == expected[name]
+
+
+def test_the_translation_base_is_not_a_data_option():
+    assert "_translation_data" not in options("data") and CONFIGS.joinpath("_translation_data.yaml").is_file()

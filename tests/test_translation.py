@@ -124,6 +124,7 @@ def test_pix2pix_trains_translates_a_folder_and_evaluates(tmp_path):
     out = run / "samples" / "last"
     assert {"e0.png", "e1.png", "e2.png"} == {p.name for p in (out / "AtoB").iterdir()} and (out / "translate_AtoB.png").is_file()
     assert Image.open(out / "AtoB" / "e0.png").size == (32, 32)
+    assert Image.open(out / "AtoB" / "e0.png").mode == Image.open(out / "translate_AtoB.png").mode == "L"  # grey domains stay grey
     genlab("eval", f"ckpt={run}", "metrics=[translation]", cwd=tmp_path)
     m = json.loads((run / "checkpoints" / "last.eval.json").read_text())["metrics"]
     assert {"l1", "psnr", "ssim"} <= set(m) and 0 < m["l1"] < 2
@@ -166,3 +167,132 @@ def test_both_models_train_from_the_cli_on_folders_in_the_standard_layouts(tmp_p
         assert (tmp_path / run / "checkpoints" / "last.pt").is_file()
     genlab("sample", f"ckpt={tmp_path / 'cg'}", "modes=[translate]", f"input={tmp_path / 'unaligned' / 'testB'}", "direction=BtoA", cwd=tmp_path)
     assert len(list((tmp_path / "cg" / "samples" / "last" / "BtoA").iterdir())) == 4
+
+
+def test_scale_width_keeps_the_aspect_ratio_and_crops_rectangles(tmp_path):
+    """The reference code's scale_width(_and_crop): the width to load_size, the height in
+    proportion; rectangular crops [height, width] of both halves of a pair alike."""
+    a = np.tile(np.arange(80, dtype=np.uint8)[None, :, None] * 3, (40, 1, 3))  # 40 x 80, a horizontal ramp
+    save(tmp_path / "A" / "train" / "x.png", a)
+    save(tmp_path / "B" / "train" / "x.png", 255 - a)
+    whole = AlignedFolders(str(tmp_path), "train", load_size=64, crop_size=16, preprocess="scale_width")
+    assert whole[0]["A"].shape == (3, 32, 64)  # 40 x 80 -> 32 x 64
+    cropped = AlignedFolders(str(tmp_path), "train", load_size=64, crop_size=[32, 48], preprocess="scale_width_and_crop")
+    for seed in range(4):
+        torch.manual_seed(seed)
+        item = cropped[0]
+        assert item["A"].shape == (3, 32, 48)
+        torch.testing.assert_close(item["A"], -item["B"], atol=0.02, rtol=0)
+    resized = AlignedFolders(str(tmp_path), "train", load_size=[36, 72], crop_size=[32, 64])  # resize_and_crop, rectangles
+    assert resized[0]["A"].shape == (3, 32, 64)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"crop_size": [256, 300]}, r"data.crop_size=\[256, 300\] is larger than data.dataset.load_size=286"),
+    ({"preprocess": "crop"}, "data.dataset.preprocess='crop' is not one of resize_and_crop, scale_width_and_crop, scale_width"),
+    ({"preprocess": "scale_width_and_crop", "load_size": 128, "crop_size": [64, 256]}, "wider than data.dataset.load_size=128"),
+    ({"preprocess": "scale_width", "load_size": [128, 256]}, "a single number"),
+])
+def test_impossible_preprocessing_is_refused_in_one_line(kwargs, message, tmp_path):
+    save(tmp_path / "trainA" / "a.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    save(tmp_path / "trainB" / "b.png", np.zeros((8, 8, 3), dtype=np.uint8))
+    with pytest.raises(GenlabError, match=message):
+        UnalignedFolders(str(tmp_path), "train", **kwargs)
+
+
+def test_whole_images_of_several_sizes_in_one_batch_are_refused(tmp_path):
+    from genlab.data.loading import collate
+
+    save(tmp_path / "trainA" / "wide.png", np.zeros((20, 40, 3), dtype=np.uint8))
+    save(tmp_path / "trainA" / "tall.png", np.zeros((40, 20, 3), dtype=np.uint8))
+    save(tmp_path / "trainB" / "b.png", np.zeros((20, 40, 3), dtype=np.uint8))
+    ds = UnalignedFolders(str(tmp_path), "train", load_size=16, crop_size=8, preprocess="scale_width")
+    with pytest.raises(GenlabError, match=r"one batch holds A images of sizes \(3, 8, 16\) and \(3, 32, 16\); set data.batch_size=1"):
+        collate([ds[0], ds[1]])
+
+
+class Identity(torch.nn.Module):
+    """A translator that returns its input and, like the generators, takes only sides that
+    are multiples of 16: padding and cropping back must give the input again, exactly."""
+
+    def translate(self, x, direction="AtoB"):
+        assert x.shape[-2] % 16 == 0 and x.shape[-1] % 16 == 0, x.shape
+        return x.clone()
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 45, 70), (1, 1, 5, 7), (1, 1, 32, 48)])
+def test_translation_at_any_size_pads_to_the_multiple_and_crops_back_exactly(shape):
+    from genlab.sample import translate_images
+
+    images = list(torch.rand(shape) * 2 - 1)
+    for x, y in zip(images, translate_images(Identity(), images, "AtoB", 16)):
+        assert torch.equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def rect_pix2pix(tmp_path_factory):
+    """pix2pix trained two steps on 32 x 64 crops of 40 x 80 grey pairs (scale_width_and_crop)."""
+    from hydra import compose, initialize_config_module
+
+    from genlab import train
+
+    root = tmp_path_factory.mktemp("rect")
+    rng = np.random.RandomState(0)
+    for split, n in (("train", 4), ("test", 2)):
+        for i in range(n):
+            a = rng.randint(0, 256, (40, 80), dtype=np.uint8)
+            save(root / "data" / split / f"{i}.png", np.concatenate([a, 255 - a], 1))
+    with initialize_config_module(config_module="genlab.configs", version_base=None):
+        cfg = compose("train", overrides=[
+            "model=pix2pix", "data=facades", f"data.dataset.root={root / 'data'}", "data.dataset.direction=AtoB", "data.channels_A=1",
+            "data.channels_B=1", "model.generator.num_downs=5", "model.generator.base_channels=8", "model.discriminator.base_channels=8",
+            "data.crop_size=[32,64]", "data.dataset.preprocess=scale_width_and_crop", "data.dataset.load_size=80", "data.num_workers=0",
+            "trainer.max_steps=2", "trainer.eval_batches=1", "trainer.progress_bar=false", "logger=jsonl"])
+    train.run(cfg, run_dir=root / "run")
+    return root / "run"
+
+
+def test_rectangular_crops_train_and_photos_come_back_at_their_own_size(rect_pix2pix, tmp_path):
+    from genlab import checkpoint
+
+    state, _ = checkpoint.load(rect_pix2pix)
+    assert state["config"]["data"]["crop_size"] == [32, 64] and state["config"]["data"]["shape"] == [3, 32, 64]
+    rng = np.random.RandomState(1)
+    save(tmp_path / "in" / "a" / "photo1.png", rng.randint(0, 256, (45, 70), dtype=np.uint8))
+    save(tmp_path / "in" / "b" / "c" / "photo2.jpg", rng.randint(0, 256, (30, 50, 3), dtype=np.uint8))
+    genlab("sample", f"ckpt={rect_pix2pix}", "modes=[translate]", f"input={tmp_path / 'in'}", "preprocess=none", f"out={tmp_path / 'none'}", cwd=tmp_path)
+    sizes = {p.relative_to(tmp_path / "none").as_posix(): (Image.open(p).size, Image.open(p).mode) for p in (tmp_path / "none").rglob("*.png")}
+    assert sizes == {"AtoB/a/photo1.png": ((70, 45), "L"), "AtoB/b/c/photo2.png": ((50, 30), "L"),  # sub-folders, names, sizes kept; grey
+                     "translate_AtoB.png": ((2 * 66 + 2, 2 * 66 + 2), "L")}  # a grid of 64 px tiles: inputs above outputs
+    genlab("sample", f"ckpt={rect_pix2pix}", "modes=[translate]", f"input={tmp_path / 'in'}", "preprocess=scale_width", "load_size=64",
+           "grid=false", f"out={tmp_path / 'sw'}", cwd=tmp_path)
+    sizes = {p.relative_to(tmp_path / "sw").as_posix(): Image.open(p).size for p in (tmp_path / "sw").rglob("*.png")}
+    assert sizes == {"AtoB/a/photo1.png": (64, 41), "AtoB/b/c/photo2.png": (64, 38)}  # the width to 64, no grid
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["preprocess=none"], "preprocess=none applies to input= images"),
+    (["load_size=64", "input=IN"], "load_size=64 is the width of preprocess=scale_width"),
+    (["direction=BtoA", "input=IN"], "direction='BtoA': Pix2Pix translates AtoB"),
+    (["input=CLASH"], "which would both be written as x.png; rename one"),
+    (["modes=[recon]", "grid=false"], "sample mode 'recon' does not apply to Pix2Pix"),
+])
+def test_sample_refuses_what_does_not_apply_in_one_line(overrides, message, rect_pix2pix, tmp_path, make_cfg):
+    from genlab import sample
+
+    save(tmp_path / "in" / "x.png", np.zeros((8, 8), dtype=np.uint8))
+    save(tmp_path / "clash" / "x.png", np.zeros((8, 8), dtype=np.uint8))
+    save(tmp_path / "clash" / "x.jpg", np.zeros((8, 8), dtype=np.uint8))
+    overrides = [o.replace("IN", str(tmp_path / "in")).replace("CLASH", str(tmp_path / "clash")) for o in overrides]
+    with pytest.raises(GenlabError, match=message):
+        sample.run(make_cfg("sample", [f"ckpt={rect_pix2pix}", "modes=[translate]", f"out={tmp_path / 'out'}", *overrides]))
+
+
+def test_sides_the_generator_cannot_take_are_refused_in_one_line(make_cfg, tmp_path):
+    from genlab import train
+
+    with pytest.raises(GenlabError, match=r"a ResNet generator \(2 downsamplings\) needs image sides divisible by 4, got \(30, 30\)"):
+        train.run(make_cfg("train", ["experiment=cyclegan_digits2edges", "model.generator_AB.base_channels=4", "model.generator_AB.n_blocks=1",
+                                     "model.discriminator_A.base_channels=4", "trainer.max_steps=1", "data.image_size=30"]), run_dir=tmp_path)
+    with pytest.raises(GenlabError, match=r"data.crop_size=\[16, 32\] applies to the two-domain folder sets"):
+        train.run(make_cfg("train", ["model=gan", "+data.crop_size=[16,32]", "trainer.max_steps=1"]), run_dir=tmp_path)

@@ -17,6 +17,9 @@ from genlab.data.transforms import augment
 
 
 def build_dataset(data_cfg: DictConfig, split: str) -> Dataset:
+    if data_cfg.get("crop_size") is not None and "crop_size" not in data_cfg.dataset:
+        raise GenlabError(f"data.crop_size={data_cfg.crop_size} applies to the two-domain folder sets (pix2pix, CycleGAN) only; "
+                          "this data set gives square images of data.image_size to nets built for that size (DCGAN, MLP, conv)")
     return build(data_cfg.dataset, "data.dataset", split=split)
 
 
@@ -91,7 +94,15 @@ class Augmented(Dataset):
 
 def collate(samples):
     """Batches that __getitems__ already assembled pass through; lists of samples are stacked."""
-    return samples if isinstance(samples, dict) else default_collate(samples)
+    if isinstance(samples, dict):
+        return samples
+    sizes = {k: {tuple(s[k].shape) for s in samples} for k, v in samples[0].items() if torch.is_tensor(v)}
+    mixed = {k: sorted(v) for k, v in sizes.items() if len(v) > 1}
+    if mixed:  # whole images of several aspect ratios (data.dataset.preprocess=scale_width)
+        k, shapes = next(iter(mixed.items()))
+        raise GenlabError(f"one batch holds {k} images of sizes {shapes[0]} and {shapes[1]}; set data.batch_size=1 (genlab eval: "
+                          "batch_size=1) or crop them to one size (data.dataset.preprocess=scale_width_and_crop)")
+    return default_collate(samples)
 
 
 class TrainStream:

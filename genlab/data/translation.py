@@ -4,9 +4,13 @@ Unaligned (CycleGAN): root/trainA, trainB, testA, testB; each A image gets a B i
 at random (or in turn, serial=true); the lengths are independent.
 Aligned (pix2pix): root/<split>/ with A and B side by side in each image, or root/A/<split>/
 and root/B/<split>/ with matching file names; direction AtoB or BtoA.
-Preprocessing: resize to load_size, then a random crop to crop_size and a random flip for
-training (a center crop for testing); the same crop and flip on both halves of a pair.
-Items are {"A": (C_A, S, S), "B": (C_B, S, S)} in [-1, 1]."""
+Preprocessing (the reference code's --preprocess): resize_and_crop resizes to load_size (a
+side or [height, width]); scale_width_and_crop scales the width to load_size keeping the
+aspect ratio (the height at least the crop's); both then crop to crop_size (a side or
+[height, width]) at random with a random flip for training, at the center for testing, the
+same crop and flip on both halves of a pair. scale_width scales the width and keeps the
+whole image (for sets whose images share one aspect ratio, or data.batch_size=1).
+Items are {"A": (C_A, H, W), "B": (C_B, H, W)} in [-1, 1]."""
 
 from __future__ import annotations
 
@@ -25,22 +29,77 @@ from genlab.data.splits import check_split
 from genlab.data.transforms import load_image
 
 
-def domain_image(image, channels: int, load_size: int) -> Tensor:
-    """PIL image -> (channels, load_size, load_size) in [-1, 1], bicubic as the reference code."""
+PREPROCESS = ("resize_and_crop", "scale_width_and_crop", "scale_width")
+
+
+def pair(size) -> tuple[int, int]:
+    """A side or [height, width] -> (height, width)."""
+    if isinstance(size, int):
+        return size, size
+    h, w = (int(v) for v in size)
+    return h, w
+
+
+def unit_image(image, channels: int) -> Tensor:
+    """PIL image -> (channels, H, W) in [0, 1] at its own size (grey for one channel)."""
     image = image.convert("L" if channels == 1 else "RGB")
-    x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
-    return v2.functional.resize(x, [load_size, load_size], interpolation=v2.InterpolationMode.BICUBIC, antialias=True).clamp(0, 1) * 2 - 1
+    return v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)
 
 
-def crop_and_flip(x: Tensor, crop_size: int, train: bool) -> Tensor:
-    """Random crop and horizontal flip (global torch RNG) for training, center crop otherwise."""
+def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """(C, H, W) in [0, 1] -> (C, *size) in [0, 1], bicubic with antialiasing as the reference code."""
+    return v2.functional.resize(x, list(size), interpolation=v2.InterpolationMode.BICUBIC, antialias=True).clamp(0, 1)
+
+
+def scale_width(x: Tensor, width: int, min_height: int = 0) -> Tensor:
+    """(C, H, W) in [0, 1]: the width to `width`, the height in proportion (at least
+    min_height), as the reference code's __scale_width."""
     h, w = x.shape[-2:]
+    return x if (w == width and h >= min_height) else resize(x, (int(max(width * h / w, min_height)), width))
+
+
+def domain_image(image, channels: int, load_size) -> Tensor:
+    """PIL image -> (channels, *load_size) in [-1, 1] (load_size a side or [height, width])."""
+    return resize(unit_image(image, channels), pair(load_size)) * 2 - 1
+
+
+def crop_and_flip(x: Tensor, crop_size, train: bool) -> Tensor:
+    """Random crop and horizontal flip (global torch RNG) for training, center crop otherwise;
+    crop_size a side or [height, width]."""
+    (h, w), (ch, cw) = x.shape[-2:], pair(crop_size)
+    if ch > h or cw > w:
+        raise GenlabError(f"data.crop_size={[ch, cw]} is larger than a loaded image ({h}x{w}); raise data.dataset.load_size")
     if train:
-        top, left = (int(torch.randint(0, n - crop_size + 1, ())) for n in (h, w))
+        top, left = (int(torch.randint(0, n - c + 1, ())) for n, c in ((h, ch), (w, cw)))
     else:
-        top, left = (h - crop_size) // 2, (w - crop_size) // 2
-    x = x[..., top : top + crop_size, left : left + crop_size]
+        top, left = (h - ch) // 2, (w - cw) // 2
+    x = x[..., top : top + ch, left : left + cw]
     return x.flip(-1) if train and torch.rand(()) < 0.5 else x
+
+
+class Preprocess:
+    """One domain image as the data sets load it: PIL -> (C, H, W) in [-1, 1], crop and flip
+    excepted (a pair shares them)."""
+
+    def __init__(self, preprocess: str, load_size, crop_size):
+        if preprocess not in PREPROCESS:
+            raise GenlabError(f"data.dataset.preprocess={preprocess!r} is not one of {', '.join(PREPROCESS)}")
+        (ch, cw) = pair(crop_size)
+        if preprocess == "resize_and_crop" and (ch > pair(load_size)[0] or cw > pair(load_size)[1]):
+            raise GenlabError(f"data.crop_size={[ch, cw]} is larger than data.dataset.load_size={load_size}; "
+                              "raise load_size (a side or [height, width]) or lower the crop")
+        if preprocess != "resize_and_crop":
+            if not isinstance(load_size, int):
+                raise GenlabError(f"data.dataset.preprocess={preprocess} scales the width to data.dataset.load_size, a single number, not {load_size}")
+            if cw > load_size:
+                raise GenlabError(f"data.crop_size={[ch, cw]} is wider than data.dataset.load_size={load_size} (the width {preprocess} scales to)")
+        self.preprocess, self.load_size, self.crop_height = preprocess, load_size, ch
+        self.crops = preprocess.endswith("crop")
+
+    def __call__(self, image, channels: int) -> Tensor:
+        if self.preprocess == "resize_and_crop":
+            return domain_image(image, channels, self.load_size)
+        return scale_width(unit_image(image, channels), self.load_size, self.crop_height) * 2 - 1
 
 
 def _missing(root: Path, layout: str, name: str) -> GenlabError:
@@ -61,8 +120,9 @@ def split_pair(path: Path):
 class UnalignedFolders(Dataset):
     random = True  # B partners and crops come from the (per-sample seeded) torch RNG
 
-    def __init__(self, root: str, split: str = "train", load_size: int = 286, crop_size: int = 256, channels_A: int = 3,
-                 channels_B: int = 3, serial: bool = False, name: str = "unaligned", skip_bad_images: bool = False):
+    def __init__(self, root: str, split: str = "train", load_size: int | list[int] = 286, crop_size: int | list[int] = 256, channels_A: int = 3,
+                 channels_B: int = 3, serial: bool = False, name: str = "unaligned", preprocess: str = "resize_and_crop",
+                 skip_bad_images: bool = False):
         check_split(split, ("train", "test"))
         root_path = Path(root).expanduser()
         folders = [root_path / f"{split}{d}" for d in "AB"]
@@ -72,23 +132,29 @@ class UnalignedFolders(Dataset):
         if not self.files_A or not self.files_B:
             raise _missing(root_path, f"images in {split}A/ and {split}B/", name)
         self.train, self.serial = split == "train", serial
-        self.load_size, self.crop_size, self.channels = load_size, crop_size, (channels_A, channels_B)
+        self.prepare, self.crop_size, self.channels = Preprocess(preprocess, load_size, crop_size), crop_size, (channels_A, channels_B)
 
     def __len__(self) -> int:
         return max(len(self.files_A), len(self.files_B))
 
     def __getitem__(self, i: int) -> dict:
         j = i % len(self.files_B) if self.serial or not self.train else int(torch.randint(len(self.files_B), ()))
-        a = domain_image(load_image(self.files_A[i % len(self.files_A)]), self.channels[0], self.load_size)
-        b = domain_image(load_image(self.files_B[j]), self.channels[1], self.load_size)
-        return {"A": crop_and_flip(a, self.crop_size, self.train), "B": crop_and_flip(b, self.crop_size, self.train)}
+        a = self.prepare(load_image(self.files_A[i % len(self.files_A)]), self.channels[0])
+        b = self.prepare(load_image(self.files_B[j]), self.channels[1])
+        return {"A": self._crop_and_flip(a), "B": self._crop_and_flip(b)}
+
+    def _crop_and_flip(self, x: Tensor) -> Tensor:
+        if self.prepare.crops:
+            return crop_and_flip(x, self.crop_size, self.train)
+        return x.flip(-1) if self.train and torch.rand(()) < 0.5 else x
 
 
 class AlignedFolders(Dataset):
     random = True
 
-    def __init__(self, root: str, split: str = "train", load_size: int = 286, crop_size: int = 256, channels_A: int = 3,
-                 channels_B: int = 3, direction: str = "AtoB", name: str = "aligned", skip_bad_images: bool = False):
+    def __init__(self, root: str, split: str = "train", load_size: int | list[int] = 286, crop_size: int | list[int] = 256, channels_A: int = 3,
+                 channels_B: int = 3, direction: str = "AtoB", name: str = "aligned", preprocess: str = "resize_and_crop",
+                 skip_bad_images: bool = False):
         if direction not in ("AtoB", "BtoA"):
             raise GenlabError(f"data.dataset.direction={direction!r} is not one of AtoB, BtoA")
         root_path = Path(root).expanduser()
@@ -108,7 +174,7 @@ class AlignedFolders(Dataset):
         if not self.files:
             raise _missing(root_path, f"{split}/ with A|B side-by-side images, or A/{split}/ and B/{split}/", name)
         self.train, self.direction = split == "train", direction
-        self.load_size, self.crop_size, self.channels = load_size, crop_size, (channels_A, channels_B)
+        self.prepare, self.crop_size, self.channels = Preprocess(preprocess, load_size, crop_size), crop_size, (channels_A, channels_B)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -118,10 +184,15 @@ class AlignedFolders(Dataset):
             a_img, b_img = load_image(self.files[i]), load_image(self.partners[i])
         else:
             a_img, b_img = split_pair(self.files[i])
-        a = domain_image(a_img, self.channels[0], self.load_size)
-        b = domain_image(b_img, self.channels[1], self.load_size)
-        pair = crop_and_flip(torch.cat([a, b]), self.crop_size, self.train)  # one crop and flip for both
-        a, b = pair[: len(a)], pair[len(a) :]
+        a, b = self.prepare(a_img, self.channels[0]), self.prepare(b_img, self.channels[1])
+        if a.shape[-2:] != b.shape[-2:]:  # scale_width of A and B files of different aspect ratios
+            b = resize((b + 1) / 2, tuple(a.shape[-2:])) * 2 - 1
+        both = torch.cat([a, b])
+        if self.prepare.crops:
+            both = crop_and_flip(both, self.crop_size, self.train)  # one crop and flip for both
+        elif self.train and torch.rand(()) < 0.5:
+            both = both.flip(-1)
+        a, b = both[: len(a)], both[len(a) :]
         return {"A": a, "B": b} if self.direction == "AtoB" else {"A": b, "B": a}
 
 

@@ -49,6 +49,7 @@ class Autoencoder(GenerativeModel, Reconstructs, DecodesLatents):
     ema_modules = ("encoder", "decoder")
     monitor = ("val/mse", "min")
     latents_from_images = True
+    has_latent_prior = False
 
     def __init__(
         self,

@@ -91,6 +91,12 @@ class DecodesLatents(ABC):
     latents_from_images: bool = False
     #: the split whose images have latents, if only one has them (GLO: the training images)
     latent_split: str | None = None
+    #: latents(n) without a batch draws from a prior (else latents come only from images)
+    has_latent_prior: bool = True
+
+    def latent_prior(self) -> dict:
+        """How latents(n) draws codes, as exported decoders' contracts state it."""
+        return {"prior": "standard normal"}
 
     @abstractmethod
     def latents(self, n: int, batch: dict | None = None) -> Tensor: ...

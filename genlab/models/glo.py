@@ -74,6 +74,10 @@ class GLO(GenerativeModel, DecodesLatents, SamplesPrior):
         rec = self.generator(self.fit_codes(x))
         return {"mse": per_image_mse(rec, x), "psnr": psnr(rec, x), "loss": self.reconstruction_loss(rec, x)}
 
+    def latent_prior(self) -> dict:
+        dist = self.code_distribution()
+        return {"prior": "gaussian fitted to the training codes", "mean": dist.mean.float().tolist(), "covariance": dist.covariance_matrix.float().tolist()}
+
     def code_distribution(self) -> torch.distributions.MultivariateNormal:
         codes = self.codes.weight.double()
         cov = torch.cov(codes.T) + 1e-6 * torch.eye(self.z_dim, dtype=codes.dtype, device=codes.device)

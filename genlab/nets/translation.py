@@ -46,8 +46,19 @@ class ResidualBlock(nn.Module):
         return x + self.block(x)
 
 
+def check_sides(x: Tensor, multiple: int, net: str) -> None:
+    """Fully convolutional generators take any height and width that their downsamplings
+    divide; other sides would come back a different size."""
+    if x.shape[-2] % multiple or x.shape[-1] % multiple:
+        raise GenlabError(f"{net} needs image sides divisible by {multiple}, got {tuple(x.shape[-2:])}; "
+                          f"train on multiples of {multiple} (data.crop_size or data.image_size); genlab sample preprocess=none pads other sizes")
+
+
 class ResnetGenerator(nn.Module):
-    """c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-C, tanh (Johnson et al. 2016)."""
+    """c7s1-64, d128, d256, n_blocks x R256, u128, u64, c7s1-C, tanh (Johnson et al. 2016).
+    Any height and width divisible by size_multiple = 4 (two stride-2 downsamplings)."""
+
+    size_multiple = 4
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, base_channels: int = 64, n_blocks: int = 9, norm: str = "instance", dropout: float = 0.0):
         super().__init__()
@@ -66,6 +77,7 @@ class ResnetGenerator(nn.Module):
         init_normal(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_sides(x, self.size_multiple, "a ResNet generator (2 downsamplings)")
         return self.net(x)
 
 
@@ -98,10 +110,13 @@ class UnetBlock(nn.Module):
 
 class UnetGenerator(nn.Module):
     """U-Net of num_downs halvings (7 for 128 px, 8 for 256 px): the bottleneck is 1x1;
-    dropout 0.5 in the three innermost non-bottleneck decoder blocks, as in pix2pix."""
+    dropout 0.5 in the three innermost non-bottleneck decoder blocks, as in pix2pix. Any
+    height and width divisible by size_multiple = 2**num_downs."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, num_downs: int = 8, base_channels: int = 64, norm: str = "batch", dropout: float = 0.5):
         super().__init__()
+        if num_downs < 5:  # the four outer blocks and the innermost one always halve
+            raise GenlabError(f"model.generator.num_downs={num_downs}: a U-Net has at least 5 downsamplings")
         b = base_channels
         block = UnetBlock(b * 8, b * 8, innermost=True, norm=norm)
         for _ in range(num_downs - 5):
@@ -109,12 +124,11 @@ class UnetGenerator(nn.Module):
         for mult in (4, 2, 1):
             block = UnetBlock(b * mult, b * mult * 2, submodule=block, norm=norm)
         self.net = UnetBlock(out_channels, b, in_channels=in_channels, submodule=block, outermost=True, norm=norm)
-        self.num_downs = num_downs
+        self.num_downs, self.size_multiple = num_downs, 2**num_downs
         init_normal(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] % 2**self.num_downs or x.shape[-2] % 2**self.num_downs:
-            raise GenlabError(f"a U-Net with {self.num_downs} downsamplings needs image sides divisible by {2**self.num_downs}, got {tuple(x.shape[-2:])}")
+        check_sides(x, self.size_multiple, f"a U-Net with {self.num_downs} downsamplings")
         return self.net(x)
 
 
