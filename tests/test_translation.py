@@ -273,7 +273,7 @@ def test_rectangular_crops_train_and_photos_come_back_at_their_own_size(rect_pix
 @pytest.mark.parametrize(("overrides", "message"), [
     (["preprocess=none"], "preprocess=none applies to input= images"),
     (["load_size=64", "input=IN"], "load_size=64 is the width of preprocess=scale_width"),
-    (["direction=BtoA", "input=IN"], "direction='BtoA': Pix2Pix translates AtoB"),
+    (["direction=BtoA", "input=IN"], "direction=BtoA: Pix2Pix translates AtoB"),
     (["input=CLASH"], "which would both be written as x.png; rename one"),
     (["modes=[recon]", "grid=false"], "sample mode 'recon' does not apply to Pix2Pix"),
 ])
