@@ -310,6 +310,8 @@ def _check_key(o, tree, verb: str, OverrideType) -> None:
     if o.type == OverrideType.DEL and not exists:
         raise GenlabError(f"cannot delete {key}: not a key of the {verb} config{_nearest_key(key, tree)}")
     if o.type == OverrideType.CHANGE and not exists:
+        if key.startswith("optim_groups."):
+            raise GenlabError(f"per-group optimizer settings are added with a +: +{o.input_line}")
         raise GenlabError(f"unknown key {key} (in {o.input_line}){_nearest_key(key, tree)}")
     if o.type == OverrideType.ADD and exists:
         raise GenlabError(f"{key} is already a key of the {verb} config; set it without the +: {o.input_line.lstrip('+')}")

@@ -165,6 +165,7 @@ def test_every_shipped_target_is_on_the_allow_list():
         (["model=vae", "loss=hinge"], "loss=hinge does not apply to model=vae"),
         (["model=ae", "loss.n_critic=5"], "loss.n_critic=5 does not apply to model=ae"),
         (["+optim_groups.main.lr=-1"], "optim_groups.main.lr=-1 is out of range"),
+        (["optim_groups.d.lr=1e-4"], "per-group optimizer settings are added with a +: +optim_groups.d.lr=1e-4"),
         (["resume=/no/such/run"], "no checkpoint at /no/such/run"),
     ],
 )
