@@ -21,11 +21,29 @@ from genlab.atomic import link_or_copy
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
-from genlab.metrics import split_means
+from genlab.metrics import METRICS, split_means
+from genlab.metrics.image_quality import IMAGE_METRICS
 from genlab.models.base import GenerativeModel
 from genlab.reporting import Reporter, flatten
 
 log = logging.getLogger(__name__)
+
+
+def monitor(t: DictConfig, model_monitor: tuple[str, str] | None) -> tuple[str, str] | None:
+    """(metric, "min" | "max") that best.pt is kept by: trainer.monitor, else the model's own,
+    else FID or mode coverage when trainer.eval_metrics computes them."""
+    if t.get("monitor"):
+        return (t.monitor, t.get("monitor_mode", "min"))
+    if model_monitor is not None:
+        return tuple(model_monitor)
+    metrics = list(t.get("eval_metrics") or [])
+    if "fid" in metrics:
+        return ("val/fid", "min")
+    if "modes" in metrics:
+        return ("val/modes_covered", "max")
+    return None
+
+
 def rng_sandbox(device: torch.device, seed: int):
     """Run a block on its own seeded RNG and leave the training RNG untouched, so that
     sampling and evaluation never change what training draws next (exact resume)."""
@@ -82,15 +100,14 @@ class Trainer:
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self.eval_metrics = list(t.get("eval_metrics") or [])
+        for name in self.eval_metrics:  # image metrics, or a model metric of genlab eval that applies (modes on 2-D mixtures)
+            if name not in IMAGE_METRICS and not (name in METRICS and METRICS[name][1](model, val_loader.dataset)):
+                applicable = [m for m, (_, ok) in METRICS.items() if ok(model, val_loader.dataset)]
+                raise GenlabError(f"trainer.eval_metrics has {name!r}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
         self._image_quality = None
-        if t.get("monitor"):
-            self.monitor = (t.monitor, t.get("monitor_mode", "min"))
-        elif model.monitor is None and "fid" in self.eval_metrics:
-            self.monitor = ("val/fid", "min")
-        else:
-            self.monitor = model.monitor
+        self.monitor = monitor(t, model.monitor)
         self.step, self.best, self.last_val = 0, None, {}
-        self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)), write=self.is_main)
+        self.reporter = Reporter(self.run_dir, cfg.get("logger"), write=self.is_main, config=config_container)
         self._signal = None
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -299,7 +316,10 @@ class Trainer:
             return
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
-            if self.eval_metrics:
+            for name in self.eval_metrics:
+                if name in METRICS:
+                    means |= METRICS[name][0](model, self.val_loader, self.device, self.t)
+            if set(self.eval_metrics) & set(IMAGE_METRICS):
                 means |= self._image_metrics(model)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
         self.reporter.scalars(self.step, self.last_val)
@@ -322,7 +342,7 @@ class Trainer:
         if self._image_quality is None:
             self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False)
         real = loader_source(self.val_loader, n, "test split", data_key(self.cfg.data, "test"))
-        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self.eval_metrics)
+        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, [m for m in self.eval_metrics if m in IMAGE_METRICS])
         return {k: v for k, v in out.items() if not k.startswith("n_")}
 
     @contextlib.contextmanager
