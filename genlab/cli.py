@@ -11,6 +11,7 @@ VERBS = {
     "train": ("genlab.train", "train a model: genlab train model=vae data=digits trainer.max_steps=2000"),
     "eval": ("genlab.evaluate", "evaluate a checkpoint: genlab eval ckpt=outputs/<run>"),
     "sample": ("genlab.sample", "grids and animations from a checkpoint: genlab sample ckpt=outputs/<run>"),
+    "report": ("genlab.report", "compare runs: genlab report multirun/<date>/<time> outputs/<run> 'outputs/*/*'"),
 }
 
 USAGE = "usage: genlab <verb> [key=value ...] [-m] [--help] [--cfg job]\n\nverbs:\n" + "\n".join(
@@ -32,11 +33,20 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"genlab: error: unknown verb {verb!r}; choose one of {', '.join(VERBS)}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
+    module = importlib.import_module(VERBS[verb][0])
+    if hasattr(module, "main"):  # a verb without a Hydra config parses its own arguments
+        sys.exit(module.main(argv[1:]))
     import hydra
 
     import genlab.config  # noqa: F401  (registers the resolvers the configs use)
+    from genlab import GenlabError, sweep
 
-    run = importlib.import_module(VERBS[verb][0]).run
+    try:
+        sweep.check_plugins(argv[1:])
+    except GenlabError as e:
+        print(f"genlab: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    run = sweep.as_trial(module.run) if verb == "train" else module.run
     sys.argv = [f"genlab {verb}", *argv[1:]]
     hydra.main(version_base=None, config_path="pkg://genlab.configs", config_name=verb)(_task(run))()
 

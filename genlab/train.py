@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from genlab import checkpoint, distributed
 from genlab.config import build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
+from genlab.sweep import own_checkpoint
 from genlab.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         cfg = resume_config(state["config"], saved_choices, overrides)
         choices = saved_choices
         resume = (state, path)
+    else:  # a requeued sweep job (Slurm preemption) continues the run its directory holds
+        resume = own_checkpoint(run_dir, cfg)
     seed_everything(int(cfg.trainer.seed))
     model = build(cfg.model, "model")
     rank, world_size, _ = distributed.world()
