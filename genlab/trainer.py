@@ -22,7 +22,6 @@ from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.metrics import METRICS, split_means
-from genlab.metrics.image_quality import IMAGE_METRICS
 from genlab.models.base import GenerativeModel
 from genlab.reporting import Reporter, flatten
 
@@ -100,10 +99,16 @@ class Trainer:
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self.eval_metrics = list(t.get("eval_metrics") or [])
-        for name in self.eval_metrics:  # image metrics, or a model metric of genlab eval that applies (modes on 2-D mixtures)
-            if name not in IMAGE_METRICS and not (name in METRICS and METRICS[name][1](model, val_loader.dataset)):
-                applicable = [m for m, (_, ok) in METRICS.items() if ok(model, val_loader.dataset)]
-                raise GenlabError(f"trainer.eval_metrics has {name!r}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
+        # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
+        self._model_metrics = [m for m in self.eval_metrics if m in METRICS]
+        self._image_metric_names = [m for m in self.eval_metrics if m not in METRICS]
+        if self.eval_metrics:
+            from genlab.metrics.image_quality import IMAGE_METRICS
+
+            applicable = [m for m, (_, ok) in METRICS.items() if ok(model, val_loader.dataset)]
+            for name in self.eval_metrics:
+                if name not in IMAGE_METRICS and name not in applicable:
+                    raise GenlabError(f"trainer.eval_metrics has {name!r}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
         self._image_quality = None
         self.monitor = monitor(t, model.monitor)
         self.step, self.best, self.last_val = 0, None, {}
@@ -316,10 +321,9 @@ class Trainer:
             return
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
-            for name in self.eval_metrics:
-                if name in METRICS:
-                    means |= METRICS[name][0](model, self.val_loader, self.device, self.t)
-            if set(self.eval_metrics) & set(IMAGE_METRICS):
+            for name in self._model_metrics:
+                means |= METRICS[name][0](model, self.val_loader, self.device, self.t)
+            if self._image_metric_names:
                 means |= self._image_metrics(model)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
         self.reporter.scalars(self.step, self.last_val)
@@ -342,7 +346,7 @@ class Trainer:
         if self._image_quality is None:
             self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False)
         real = loader_source(self.val_loader, n, "test split", data_key(self.cfg.data, "test"))
-        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, [m for m in self.eval_metrics if m in IMAGE_METRICS])
+        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self._image_metric_names)
         return {k: v for k, v in out.items() if not k.startswith("n_")}
 
     @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_module
 
-from genlab import GenlabError, checkpoint
+from genlab import GenlabError, checkpoint, train
 from genlab.sweep import SweepCallback, metric_direction, objective
 
 QUIET = ["trainer.progress_bar=false", "logger=jsonl", "data.batch_size=16", "trainer.sample_every=0", "trainer.ckpt_every=0"]
@@ -66,6 +66,31 @@ def test_objective_defaults_to_the_monitor_and_knows_its_direction(overrides, ex
 def test_objective_without_a_known_direction_asks_for_one(make_cfg):
     with pytest.raises(GenlabError, match="trainer.objective=val/d_real: genlab does not know which way is better; set trainer.objective_mode=min or max"):
         objective(make_cfg("train", ["model=gan", "trainer.objective=val/d_real"]))
+
+
+def test_mode_coverage_is_a_validation_metric_that_best_pt_follows(make_cfg, tmp_path):
+    """experiment=gan_ring8 validates trainer.eval_metrics=[modes]: a generator that puts its
+    samples on the 8 centres covers 8 modes with every sample of high quality."""
+    from genlab.config import build
+    from genlab.data.loading import TrainStream, eval_loader
+    from genlab.trainer import Trainer
+
+    cfg = make_cfg("train", ["experiment=gan_ring8"])
+    model = build(cfg.model, "model")
+    trainer = Trainer(cfg, model, TrainStream(cfg.data, 0), eval_loader(cfg.data, "test"), tmp_path, {"model": {}})
+    from genlab.data.toy import mode_centers
+
+    centers = mode_centers("ring8")
+    trainer.eval_model.sample = lambda n, **cond: centers.repeat(n // 8 + 1, 1)[:n]
+    trainer._validate()
+    assert {k: trainer.last_val[k] for k in ("val/modes_covered", "val/modes_total", "val/high_quality")} == {
+        "val/modes_covered": 8, "val/modes_total": 8, "val/high_quality": 1.0}
+    assert trainer.best == {"name": "val/modes_covered", "value": 8, "step": 0} and (tmp_path / "checkpoints" / "best.pt").is_file()
+
+
+def test_a_metric_that_does_not_apply_is_refused(make_cfg, tmp_path):
+    with pytest.raises(GenlabError, match="trainer.eval_metrics has 'modes'; choose from fid, is, kid, pr, recon"):
+        train.run(make_cfg("train", ["model=ae", "trainer.eval_metrics=[modes]"]), run_dir=tmp_path)
 
 
 def test_metric_directions_by_name():
@@ -137,6 +162,7 @@ def test_optuna_sweep_of_three_trials_minimises_the_objective_and_survives_a_div
     assert "sorted by val/mse (lower is better)" in report and report.count("| done |") == 2 and "failed: the loss of phase 'main' is nan" in report
 
 
+@pytest.mark.slow
 @needs["optuna"]
 def test_optuna_sweep_over_an_interval_maximises_the_elbo(tmp_path):
     sweep = tmp_path / "sweep"
