@@ -366,6 +366,8 @@ def write_report(runs: list[Run], out: Path, sort: tuple[str, str] | None = None
 
     plots: dict[str, Path] = {}
     for name in val_metrics(runs):
+        if len({v for r in runs for _, v in r.series.get(name, [])}) <= 1:
+            continue  # a constant (val/modes_total) has nothing to show
         plots[f"{name} by step"] = out / f"{_slug(name)}.png"
         atomic_write(plots[f"{name} by step"], lambda f, n=name: f.write(metric_plot(runs, n)))
     if sort and len(runs) > 1:
