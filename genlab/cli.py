@@ -13,6 +13,7 @@ VERBS = {
     "eval": ("genlab.evaluate", "evaluate a checkpoint: genlab eval ckpt=outputs/<run>"),
     "sample": ("genlab.sample", "grids and animations from a checkpoint: genlab sample ckpt=outputs/<run>"),
     "export": ("genlab.export", "ONNX or TorchScript files of a checkpoint's networks: genlab export ckpt=outputs/<run> format=onnx"),
+    "report": ("genlab.report", "compare runs: genlab report multirun/<date>/<time> outputs/<run> 'outputs/*/*'"),
 }
 
 USAGE = "usage: genlab <verb> [key=value ...] [-m] [--help] [--cfg job]\n\nverbs:\n" + "\n".join(
@@ -42,20 +43,24 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run_verb(verb: str, args: list[str]) -> None:
+    module = importlib.import_module(VERBS[verb][0])
+    if hasattr(module, "main"):  # a verb without a Hydra config parses its own arguments
+        sys.exit(module.main(args))
     import hydra
     from hydra._internal.utils import get_args_parser
 
     import genlab.config  # noqa: F401  (registers the resolvers the configs use)
-    from genlab import GenlabError
+    from genlab import GenlabError, sweep
     from genlab.validation import check_command_line
 
     flags = get_args_parser().parse_args(args)
     if not (flags.help or flags.hydra_help or flags.info or flags.shell_completion):
         try:  # before Hydra creates a run directory
+            sweep.check_plugins(flags.overrides)
             check_command_line(verb, flags.overrides, multirun=flags.multirun)
         except GenlabError as e:
             _fail(e)
-    run = importlib.import_module(VERBS[verb][0]).run
+    run = sweep.as_trial(module.run) if verb == "train" else module.run
     sys.argv = [f"genlab {verb}", *args]
     hydra.main(version_base=None, config_path="pkg://genlab.configs", config_name=verb)(_task(run))()
 

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from genlab import checkpoint, distributed
 from genlab.config import build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
+from genlab.sweep import own_checkpoint
 from genlab.trainer import Trainer
 from genlab.validation import check_applies, check_values
 
@@ -43,6 +44,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         cfg = resume_config(state["config"], saved_choices, overrides)
         choices = saved_choices
         resume = (state, path)
+    else:  # a requeued sweep job (Slurm preemption) continues the run its directory holds
+        resume = own_checkpoint(run_dir, cfg)
     check_values(cfg, "train")
     check_applies(cfg, choices, [] if resume else overrides)
     seed_everything(int(cfg.trainer.seed))

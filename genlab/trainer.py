@@ -23,7 +23,7 @@ from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
-from genlab.metrics import split_means
+from genlab.metrics import METRICS, applies, split_means
 from genlab.models.base import GenerativeModel, SamplesPrior
 from genlab.reporting import Reporter, flatten
 
@@ -36,6 +36,21 @@ class Aborted(RunError):
     """A second Ctrl-C: stop now, after any checkpoint write in progress has finished."""
 
     exit_code = 130
+
+
+def monitor(t: DictConfig, model_monitor: tuple[str, str] | None) -> tuple[str, str] | None:
+    """(metric, "min" | "max") that best.pt is kept by: trainer.monitor, else the model's own,
+    else FID or mode coverage when trainer.eval_metrics computes them."""
+    if t.get("monitor"):
+        return (t.monitor, t.get("monitor_mode", "min"))
+    if model_monitor is not None:
+        return tuple(model_monitor)
+    metrics = list(t.get("eval_metrics") or [])
+    if "fid" in metrics:
+        return ("val/fid", "min")
+    if "modes" in metrics:
+        return ("val/modes_covered", "max")
+    return None
 
 
 def rng_sandbox(device: torch.device, seed: int):
@@ -96,18 +111,23 @@ class Trainer:
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self.eval_metrics = list(t.get("eval_metrics") or [])
-        if self.eval_metrics and not (isinstance(model, SamplesPrior) and model.samples_images):
-            raise GenlabError(f"trainer.eval_metrics={self.eval_metrics} needs a model that samples images, which {type(model).__name__} "
+        # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
+        self._model_metrics = [m for m in self.eval_metrics if m in METRICS]
+        self._image_metric_names = [m for m in self.eval_metrics if m not in METRICS]
+        if self.eval_metrics:
+            from genlab.metrics.image_quality import IMAGE_METRICS
+
+            applicable = [m for m, metric in METRICS.items() if applies(metric, model, val_loader.dataset)]
+            for name in self.eval_metrics:
+                if name not in IMAGE_METRICS and name not in applicable:
+                    raise GenlabError(f"trainer.eval_metrics has {name!r}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
+        if self._image_metric_names and not (isinstance(model, SamplesPrior) and model.samples_images):
+            raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs a model that samples images, which {type(model).__name__} "
                               "does not; drop it (genlab eval computes FID of translation models per direction)")
         self._image_quality = None
-        if t.get("monitor"):
-            self.monitor = (t.monitor, t.get("monitor_mode", "min"))
-        elif model.monitor is None and "fid" in self.eval_metrics:
-            self.monitor = ("val/fid", "min")
-        else:
-            self.monitor = model.monitor
+        self.monitor = monitor(t, model.monitor)
         self.step, self.best, self.last_val = 0, None, {}
-        self.reporter = Reporter(self.run_dir, tensorboard=bool(cfg.logger.get("tensorboard", True)), write=self.is_main)
+        self.reporter = Reporter(self.run_dir, cfg.get("logger"), write=self.is_main, config=config_container)
         self._signal = None
         self._writing, self._abort = False, False  # a checkpoint write in progress; a second Ctrl-C during it
         self._pending: tuple[int, bytes] | None = None  # a checkpoint that waits for its step's losses
@@ -406,7 +426,9 @@ class Trainer:
             return
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
-            if self.eval_metrics:
+            for name in self._model_metrics:
+                means |= METRICS[name].compute(model, self.val_loader, self.device, self.t)
+            if self._image_metric_names:
                 means |= self._image_metrics(model)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
         self.reporter.scalars(self.step, self.last_val)
@@ -429,7 +451,7 @@ class Trainer:
         if self._image_quality is None:
             self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False)
         real = loader_source(self.val_loader, n, "test split", data_key(self.cfg.data, "test"))
-        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self.eval_metrics)
+        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self._image_metric_names)
         return {k: v for k, v in out.items() if not k.startswith("n_")}
 
     @contextlib.contextmanager

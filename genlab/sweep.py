@@ -1,0 +1,219 @@
+"""Sweeps (`genlab train -m`): the number a trial hands its sweeper and the direction the
+sweeper follows, failed trials that do not stop the sweep, the requeued job that continues
+its own run, and the report a sweep writes when it ends."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from genlab import GenlabError
+
+log = logging.getLogger(__name__)
+
+# which way is better for the metrics genlab logs, by name (the part after val/)
+_BETTER = {
+    "min": ("fid", "kid", "mse", "loss", "l1", "recon_nll", "kl", "denoise_mse", "bits_per_dim"),
+    "max": ("elbo", "psnr", "denoise_psnr", "ssim", "is", "precision", "recall", "modes_covered", "high_quality", "log_likelihood"),
+}
+
+
+def metric_direction(name: str) -> str | None:
+    """"min", "max" or None (no better way: d_real, kid_std) for a logged metric name such as
+    val/fid, val/fid_AtoB, val/log_likelihood_iw1000 or val/cycle_A."""
+    base = name.rsplit("/", 1)[-1]
+    for suffix in ("_AtoB", "_BtoA"):
+        base = base.removesuffix(suffix)
+    if base.startswith("cycle_"):
+        return "min"
+    for mode, names in _BETTER.items():
+        if base in names or any(base.startswith(n + "_iw") for n in names):
+            return mode
+    return None
+
+
+def model_monitor(model_cfg) -> tuple[str, str] | None:
+    """The `monitor` a genlab model class declares, read from its config's _target_ (only
+    genlab's own classes, by the allow list: the config may come from disk)."""
+    from genlab.components import ALLOWED_TARGETS
+
+    target = str((model_cfg or {}).get("_target_", ""))
+    if target not in ALLOWED_TARGETS:
+        return None
+    from hydra.utils import get_class
+
+    try:
+        return getattr(get_class(target), "monitor", None)
+    except Exception:
+        return None
+
+
+def objective(cfg: DictConfig) -> tuple[str, str] | None:
+    """(metric, "min" | "max") that a sweep optimises: trainer.objective, else the metric
+    best.pt is kept by; None when neither is known."""
+    from genlab.trainer import monitor
+
+    t = cfg.trainer
+    watched = monitor(t, model_monitor(cfg.get("model")))
+    name, mode = t.get("objective"), t.get("objective_mode") or "auto"
+    if not name:
+        if watched is None:
+            return None
+        name, known = watched
+    else:
+        known = watched[1] if watched and watched[0] == name else metric_direction(name)
+    if mode not in ("auto", "min", "max"):
+        raise GenlabError(f"trainer.objective_mode={mode!r} is not one of auto, min, max")
+    if mode == "auto":
+        if known is None:
+            raise GenlabError(f"trainer.objective={name}: genlab does not know which way is better; set trainer.objective_mode=min or max")
+        mode = known
+    return str(name), mode
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+class FailedTrial:
+    """What a failed trial returns. The basic sweeper keeps it as the job's result; Optuna,
+    which cannot turn it into a float, records a failed trial with the reason and goes on."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __float__(self) -> float:
+        raise ValueError(self.reason)
+
+    def __repr__(self) -> str:
+        return f"failed trial: {self.reason}"
+
+
+def as_trial(run: Callable[[DictConfig], dict]) -> Callable[[DictConfig], object]:
+    """`train.run` as a sweep trial. Outside a multirun it is unchanged. In one it returns the
+    objective's final value as a float; a run that diverges, stops on a signal or lacks the
+    metric is a failed trial (one line in the log) and the sweep goes on. Under Slurm a run
+    stopped by a signal exits with 128 + signal, as a single run does, so that the job is
+    requeued and resumes (see own_checkpoint)."""
+
+    def trial(cfg: DictConfig):
+        if not in_multirun():
+            return run(cfg)
+        try:
+            result = run(cfg)
+        except GenlabError as e:
+            return _failed(str(e))
+        if result.get("interrupted"):
+            if os.environ.get("SLURM_JOB_ID"):
+                sys.exit(128 + signal.Signals[result["interrupted"]].value)
+            return _failed(f"stopped by {result['interrupted']} at step {result['step']}; resume with: genlab train resume={result['run_dir']}")
+        goal = objective(cfg)
+        if goal is None:
+            return result
+        value = result["val"].get(goal[0])
+        if value is None:
+            return _failed(f"trainer.objective={goal[0]} is not among the validation metrics {sorted(result['val'])}")
+        if not math.isfinite(value):
+            return _failed(f"{goal[0]} is {value}")
+        return float(value)
+
+    return trial
+
+
+def _failed(reason: str) -> FailedTrial:
+    log.error("genlab: error: %s (this trial failed; the sweep goes on)", reason)
+    return FailedTrial(reason)
+
+
+def own_checkpoint(run_dir: Path, cfg: DictConfig) -> tuple[dict, Path] | None:
+    """(state, path) of the last.pt that a sweep job's own run directory already holds from
+    the very same config, else None: a Slurm job requeued after preemption (or a sweep re-run
+    into the same hydra.sweep.dir) continues where it stopped instead of starting over."""
+    from genlab import checkpoint
+
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if not (in_multirun() and last.is_file()):
+        return None
+    state, path = checkpoint.load(last)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("resume", None)
+    if state.get("config") != container:
+        log.warning("%s was saved with another config; this job starts afresh", path)
+        return None
+    log.info("this job's run directory holds %s (step %d) from the same config: continuing it", path, state["step"])
+    return state, path
+
+
+class SweepCallback(Callback):
+    """Hydra callbacks of `genlab train -m` (configs/train.yaml: hydra.callbacks.sweep)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """An Optuna sweep's direction follows the objective (val/elbo: maximize, val/fid:
+        minimize) unless hydra.sweeper.direction is given on the command line."""
+        sweeper = config.hydra.sweeper
+        if "optuna" not in str(sweeper.get("_target_", "")).lower():
+            return
+        if any(o.startswith("hydra.sweeper.direction=") for o in config.hydra.overrides.hydra):
+            return
+        try:
+            goal = objective(config)
+            if goal is None:
+                raise GenlabError(
+                    f"an Optuna sweep needs a number to optimise and {config.model.get('_target_')} keeps no monitor: "
+                    "set trainer.objective=val/<metric> (e.g. val/fid with trainer.eval_metrics=[fid])"
+                )
+        except GenlabError as e:  # Hydra would only warn about an exception here and sweep on
+            print(f"genlab: error: {e}", file=sys.stderr)
+            sys.exit(2)
+        with read_write(sweeper), open_dict(sweeper):
+            sweeper.direction = "maximize" if goal[1] == "max" else "minimize"
+        log.info("Optuna will %s %s (trainer.objective)", sweeper.direction, goal[0])
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """`genlab report` of the sweep's runs into the sweep directory: report.md, .csv and
+        .html and the plots, sorted by the objective."""
+        from genlab.report import find_runs, write_report
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            goal = objective(config)
+        except GenlabError:
+            goal = None
+        try:
+            paths = write_report(find_runs([str(sweep_dir)]), sweep_dir, sort=goal)
+        except GenlabError as e:
+            log.warning("no sweep report: %s", e)
+            return
+        log.info("sweep report: %s", paths["md"])
+
+
+# the Hydra plugin behind each launcher and sweeper a user may pick, and genlab's extra for it
+PLUGINS = {
+    "hydra/sweeper=optuna": ("hydra_plugins.hydra_optuna_sweeper", "sweep"),
+    "hydra/launcher=joblib": ("hydra_plugins.hydra_joblib_launcher", "sweep"),
+    "hydra/launcher=slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+    "hydra/launcher=submitit_local": ("hydra_plugins.hydra_submitit_launcher", "slurm"),
+}
+
+
+def check_plugins(overrides: list[str]) -> None:
+    """One clear error, before Hydra composes anything, for a launcher or sweeper whose
+    plugin is not installed."""
+    import importlib.util
+
+    for override in overrides:
+        plugin = PLUGINS.get(override.lstrip("+"))
+        if plugin and importlib.util.find_spec(plugin[0]) is None:
+            raise GenlabError(f"{override} needs its Hydra plugin: pip install 'genlab[{plugin[1]}]'")
