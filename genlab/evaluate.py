@@ -57,7 +57,9 @@ def run(cfg: DictConfig) -> dict:
     protocol = {"split": cfg.split, "seed": int(cfg.seed), "device": str(device), "genlab_version": genlab.__version__}
     if image_metrics:
         seed_everything(int(cfg.seed))
-        iq = ImageQuality(cfg.inception.weights, cfg.inception.mode, device, int(cfg.inception.batch_size), bool(cfg.inception.download))
+        inc = cfg.inception
+        iq = ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download), runtime=inc.get("runtime", "auto"),
+                          precision=str(inc.get("precision", "32")), workers=inc.get("workers"))
         options = (int(cfg.is_splits), int(cfg.kid.subsets), int(cfg.kid.subset_size), int(cfg.pr_k))
         if model is not None and hasattr(model, "translate") and not cfg.get("fake"):
             for direction, (fake, real) in _translation_sources(cfg, model, data_cfg, device).items():
@@ -94,7 +96,7 @@ def _fake_source(cfg, model, data_cfg):
         split = str(fake).removeprefix("split:")
         return loader_source(eval_loader(data_cfg, split, bs), n, f"{split} split", data_key(data_cfg, split))
     if fake:
-        return folder_source(fake, n, bs)
+        return folder_source(fake, n, bs, cfg.inception.mode, cfg.inception.get("workers"))
     return model_source(model, n, bs, list(cfg.labels) if cfg.get("labels") else None)
 
 
@@ -116,7 +118,7 @@ def _real_source(cfg, data_cfg):
     if real and str(real).endswith(".npz"):
         return str(real)
     if real:
-        return folder_source(real, cfg.get("n_real"), int(cfg.inception.batch_size))
+        return folder_source(real, cfg.get("n_real"), int(cfg.inception.batch_size), cfg.inception.mode, cfg.inception.get("workers"))
     if not data_cfg:
         raise GenlabError("no reference images: give real=<folder or .npz>, or data=<data set>")
     loader = eval_loader(data_cfg, cfg.split, int(cfg.inception.batch_size))
