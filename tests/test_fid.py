@@ -201,6 +201,9 @@ def test_training_tracks_fid_and_keeps_best_by_it(inception_setup, make_cfg, tmp
     from genlab import checkpoint, train
 
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    built, extracted = [], []
+    monkeypatch.setattr(ImageQuality, "__init__", lambda self, *a, _init=ImageQuality.__init__, **k: (built.append(1), _init(self, *a, **k))[1])
+    monkeypatch.setattr(ImageQuality, "features", lambda self, source, *a, _f=ImageQuality.features: (extracted.append(source.name), _f(self, source, *a))[1])
     cfg = make_cfg("train", ["model=gan", "model.generator.base_channels=8", "model.discriminator.base_channels=8", "trainer.max_steps=2",
                              "trainer.eval_every=1", "trainer.eval_metrics=[fid]", "trainer.eval_samples=8", "trainer.eval_batches=1",
                              f"trainer.inception.weights={inception_setup['weights']}", "trainer.inception.download=false"])
@@ -210,6 +213,8 @@ def test_training_tracks_fid_and_keeps_best_by_it(inception_setup, make_cfg, tmp
     assert len(list((tmp_path / "cache" / "fid_stats").glob("*.npz"))) == 1  # the reference statistics, computed once
     logged = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert logged.count('"val/fid"') == 2
+    # one prepared network for both evaluations; the test split's features extracted once
+    assert len(built) == 1 and extracted.count("test split") == 1 and len(extracted) == 3
 
 
 def test_eval_command_scores_a_folder_against_a_data_set(inception_setup, tmp_path):
