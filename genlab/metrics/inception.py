@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import operator
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -183,7 +184,9 @@ def load_inception(path: Path) -> tuple[FIDInception, bool, str]:
     net = FIDInception()
     if _is_torchscript(path):
         # a TorchScript archive from an installed package or the user: only its tensors are used
-        ts_state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the archive is only read for its tensors
+            warnings.simplefilter("ignore", FutureWarning)
+            ts_state = torch.jit.load(str(path), map_location="cpu").state_dict()
         state, has_logits = torchscript_to_state_dict(ts_state, net), False
         missing = net.load_state_dict(state, strict=False).missing_keys
         if set(missing) != {"fc.weight", "fc.bias"}:
