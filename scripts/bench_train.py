@@ -12,7 +12,8 @@ matmul rate measured in the same run:
 
     python scripts/bench_train.py                          # all, CPU
     python scripts/bench_train.py --models cyclegan --steps 3 10
-    python scripts/bench_train.py --device cuda --steps 5 30
+    python scripts/bench_train.py --device cuda --steps 5 30 --precisions 32 bf16 fp16
+    python scripts/bench_train.py --device cuda --overrides trainer.compile=true trainer.channels_last=true
 
 FLOPs per step come from torch.utils.flop_counter on the reference step (2 per multiply-add).
 The genlab runs log every 5 steps (default 50) and keep the model's own EMA setting (DCGAN:
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +95,7 @@ def reference_loop(name: str, cfg, device: torch.device):
     """(step function, batches) of a plain PyTorch loop on the networks the config builds:
     the losses written out, Adam(2e-4, (0.5, 0.999)) as the configs use, no trainer."""
     m = cfg.model
+    warnings.filterwarnings("ignore", message="This DataLoader will create")  # the data configs' 4 workers on a 2-core machine
     adam = lambda params: torch.optim.Adam(params, lr=float(cfg.optim.lr), betas=tuple(cfg.optim.betas))  # noqa: E731
     loader = torch.utils.data.DataLoader(instantiate(cfg.data.dataset, split="train"), batch_size=int(cfg.data.batch_size), shuffle=True,
                                          num_workers=int(cfg.data.get("num_workers", 0)), drop_last=True, persistent_workers=bool(cfg.data.get("num_workers", 0)))
@@ -176,7 +179,8 @@ def time_reference(name: str, cfg, device: torch.device, precision: str, steps: 
     batch = next(batches)
     with FlopCounterMode(display=False) as counter:
         step(batch, _null)  # fp32 FLOPs; bf16 runs the same operations
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else _null
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)  # fp16: autocast without a grad scaler here
+    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else _null
     step(next(batches), autocast)  # warm-up
     sync(device)
     start = time.perf_counter()
@@ -209,6 +213,7 @@ def main() -> None:
     ap.add_argument("--steps", nargs=2, type=int, default=[2, 7], metavar=("N1", "N2"), help="steps of the two genlab processes")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-startup", action="store_true")
+    ap.add_argument("--overrides", nargs="*", default=[], help="more genlab overrides, e.g. trainer.compile=true trainer.channels_last=true")
     args = ap.parse_args()
     device = torch.device(args.device)
     n1, n2 = args.steps
@@ -226,7 +231,7 @@ def main() -> None:
     per_it = {}
     for name in args.models:
         for precision in args.precisions:
-            overrides = [*SETTINGS[name], *COMMON, f"trainer.precision={precision}", f"trainer.device={args.device}"]
+            overrides = [*SETTINGS[name], *COMMON, f"trainer.precision={precision}", f"trainer.device={args.device}", *args.overrides]
             with initialize_config_module(config_module="genlab.configs", version_base=None):
                 cfg = compose("train", overrides=overrides)
             ref, flops = time_reference(name, cfg, device, precision, n2 - n1)
