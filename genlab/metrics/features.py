@@ -83,8 +83,8 @@ def onnxruntime_available() -> bool:
 
 
 def choose_runtime(runtime: str, device: torch.device, precision: str) -> str:
-    """auto: ONNX Runtime for fp32 on the CPU where it is installed (1.4x torch's channels-last
-    network on 2 AVX-512 cores, scripts/bench_fid.py), else torch."""
+    """auto: ONNX Runtime for fp32 on the CPU where it is installed (1.5-1.9x torch's
+    channels-last module on 2 AVX-512 cores, scripts/bench_fid.py), else torch."""
     if runtime not in RUNTIMES:
         raise GenlabError(f"inception.runtime={runtime!r} is not one of {', '.join(RUNTIMES)}")
     if precision not in PRECISIONS:
@@ -105,10 +105,10 @@ def choose_runtime(runtime: str, device: torch.device, precision: str) -> str:
 class InceptionExtractor:
     """Pool features (float64) and unbiased logits of uint8 image batches.
 
-    runtime torch: the module, channels-last (1.7x the default layout on this CPU), under
+    runtime torch: the module, channels-last (1.6-1.8x the default layout on this CPU), under
     autocast for precision bf16/fp16. runtime onnxruntime: the same network with batch norm
-    folded into the convolutions (genlab.metrics.inception.to_onnx), features within float
-    rounding of the module's. bf16 is an opt-in: it moves FID by about 1e-3 relative."""
+    folded into the convolutions (genlab.metrics.inception.to_onnx), FID within 1e-6 of the
+    module's. bf16 is an opt-in: it moves FID by about 1e-3 relative."""
 
     def __init__(self, net, mode: str, device: torch.device, has_logits: bool, runtime: str = "auto", precision: str = "32",
                  channels_last: bool = True):
