@@ -159,16 +159,17 @@ def _pool(net, x) -> np.ndarray:
     return y.flatten(1).double().cpu().numpy()
 
 
-def run_command(args: list[str], env: dict, fid_pattern: str | None = None, json_out: Path | None = None) -> tuple[float, float]:
-    """(wall seconds of the whole process, FID it printed or wrote)."""
+def run_command(args: list[str], env: dict, fid_pattern: str | None = None, json_out: Path | None = None) -> tuple[float, float, float | None]:
+    """(wall seconds of the whole process, FID it printed or wrote, genlab: seconds of imports and config before the metrics)."""
     start = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{proc.stderr[-2000:]}")
     if json_out:
-        return seconds, json.loads(json_out.read_text())["metrics"]["fid"]
-    return seconds, float(re.search(fid_pattern, proc.stdout + proc.stderr).group(1))
+        record = json.loads(json_out.read_text())  # wall_s: from the network's set-up to the written result
+        return seconds, record["metrics"]["fid"], seconds - record["protocol"]["wall_s"]
+    return seconds, float(re.search(fid_pattern, proc.stdout + proc.stderr).group(1)), None
 
 
 def main() -> None:
@@ -244,13 +245,13 @@ def main() -> None:
                     "--feature-extractor-weights-path", str(ref_weights), "--batch-size", str(args.batch), "--silent"]
         fidelity += ["--gpu", "0"] if device.type == "cuda" else ["--cpu"]
         rows.append(("torch-fidelity fidelity --fid", *run_command(fidelity, env, r"frechet_inception_distance:\s+([0-9.eE+-]+)")))
-        secs = dict((label, s) for label, s, _ in rows)
+        secs = {label: s for label, s, _, _ in rows}
         base = secs["python -m pytorch_fid"]
         print(f"\nend to end, whole processes on the same two folders ({args.images} + {args.images} images), load average {os.getloadavg()[0]:.2f}")
-        print(f"  {'':52} {'seconds':>8} {'pytorch-fid / this':>18} {'FID':>10}")
-        for label, seconds, fid in rows:
-            print(f"  {label:52} {seconds:8.1f} {base / seconds:17.2f}x {fid:10.4f}")
-        fid_of = {label: fid for label, _, fid in rows}
+        print(f"  {'':52} {'seconds':>8} {'pytorch-fid / this':>18} {'FID':>10} {'imports+config s':>17}")
+        for label, seconds, fid, startup in rows:
+            print(f"  {label:52} {seconds:8.1f} {base / seconds:17.2f}x {fid:10.4f} {'' if startup is None else f'{startup:.1f}':>17}")
+        fid_of = {label: fid for label, _, fid, _ in rows}
         print(f"  agreement: genlab tf vs torch-fidelity {abs(fid_of['genlab eval (tf mode, cold cache)'] / fid_of['torch-fidelity fidelity --fid'] - 1):.1e}, "
               f"genlab pytorch_fid vs pytorch-fid {abs(fid_of['genlab eval inception.mode=pytorch_fid'] / fid_of['python -m pytorch_fid'] - 1):.1e} (relative)")
 

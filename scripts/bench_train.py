@@ -225,7 +225,7 @@ def main() -> None:
     if device.type == "cuda":
         peaks["fp16"] = matmul_rate(device, torch.float16)
     print(f"{torch.get_num_threads()} threads, {device}, load average {os.getloadavg()[0]:.2f}; matmul peak "
-          + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+          + ", ".join(f"{'fp32' if k == '32' else k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
           + f"; genlab per-iteration from processes of {n1} and {n2} steps")
     print(f"  {'':24} {'genlab s/it':>11} {'reference s/it':>14} {'overhead':>9} {'GFLOP/it':>9} {'genlab % peak':>13} {'start-up s':>10}")
     per_it = {}
