@@ -38,7 +38,7 @@ class DCGANGenerator(nn.Module):
             c //= 2
         stages += [nn.ConvTranspose2d(c, out_channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*stages)
-        L.dcgan_init(self)
+        L.init_normal(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.label is not None:
@@ -50,7 +50,7 @@ class DCGANDiscriminator(nn.Module):
     """(B, C, S, S) [+ label] -> logits (B,): k stride-2 4x4 convs doubling the channels down
     to 4x4 (no norm on the first), then a 4x4 conv to one logit.
 
-    norm: batch | layer | instance | none (WGAN-GP and R1 want no batch norm);
+    norm: one of layers.NORMS (WGAN-GP and R1 need one without batch statistics);
     spectral_norm wraps every conv; conditioning by `concat` (one-hot label maps as extra input
     channels) or `projection` (Miyato & Koyama 2018: + <embed(y), sum-pooled features>).
     `forward(x, y, features=True)` also returns the 4x4 features for feature matching."""
@@ -71,7 +71,7 @@ class DCGANDiscriminator(nn.Module):
         self.features = nn.Sequential(*stages)
         self.head = sn(nn.Conv2d(c, 1, 4, 1, 0))
         self.embed = sn(nn.Embedding(num_classes, c)) if num_classes and cond == "projection" else None
-        L.dcgan_init(self)
+        L.init_normal(self)
 
     def forward(self, x: Tensor, y: Tensor | None = None, features: bool = False):
         if self.num_classes and self.cond == "concat":

@@ -24,19 +24,23 @@ def activation(name: str | None) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+NORMS = ("batch", "instance", "instance_affine", "layer", "none")
+
+
 def norm2d(name: str | None, channels: int) -> nn.Module:
-    """batch, instance, layer (one group norm over C, H, W: no batch statistics, as a
-    gradient penalty's per-sample gradients need) or none."""
-    options = {
-        "batch": nn.BatchNorm2d,
-        "instance": lambda c: nn.InstanceNorm2d(c, affine=True),
-        "layer": lambda c: nn.GroupNorm(1, c),
-        "none": None,
-        None: None,
-    }
-    if name not in options:
-        raise GenlabError(f"unknown norm {name!r}; choose one of batch, instance, layer, none")
-    return nn.Identity() if options[name] is None else options[name](channels)
+    """The one norm factory of every conv net: batch; instance (no learned scale and shift,
+    as in the pix2pix and CycleGAN references); instance_affine (with them); layer (one group
+    norm over C, H, W: no batch statistics, as a gradient penalty's per-sample gradients
+    need); none."""
+    if name is None or name == "none":
+        return nn.Identity()
+    if name == "batch":
+        return nn.BatchNorm2d(channels)
+    if name in ("instance", "instance_affine"):
+        return nn.InstanceNorm2d(channels, affine=name == "instance_affine")
+    if name == "layer":
+        return nn.GroupNorm(1, channels)
+    raise GenlabError(f"unknown norm {name!r}; choose one of {', '.join(NORMS)}")
 
 
 def maybe_spectral_norm(module: nn.Module, enabled: bool) -> nn.Module:
@@ -61,16 +65,14 @@ class LabelCode(nn.Module):
         return nn.functional.one_hot(y, self.num_classes).float()
 
 
-def dcgan_init(module: nn.Module) -> None:
-    """Radford et al.: conv (and embedding) weights ~ N(0, 0.02), batch-norm scales ~ N(1, 0.02),
-    biases 0. Spectral-normalised weights keep their parametrisation's original."""
+def init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """The init of the DCGAN, pix2pix and CycleGAN papers: conv, linear and embedding weights
+    ~ N(0, std), batch-norm scales ~ N(1, std), biases 0."""
     for m in module.modules():
-        if isinstance(m, nn.Embedding):  # the projection discriminator's class embedding
-            nn.init.normal_(m.weight, 0.0, 0.02)
-        elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)

@@ -1,7 +1,7 @@
 """Image-to-image networks of the pix2pix and CycleGAN papers (Isola et al. 2017; Zhu et al.
 2017): the ResNet generator (reflection padding, 6 or 9 residual blocks), the U-Net
 generator (skip connections, dropout), the PatchGAN discriminator (n_layers=3: 70x70
-receptive field) and the 1x1 pixel discriminator; instance or batch norm; N(0, 0.02) init."""
+receptive field) and the 1x1 pixel discriminator; norms from layers.norm2d; N(0, 0.02) init."""
 
 from __future__ import annotations
 
@@ -12,34 +12,12 @@ from genlab import GenlabError
 from genlab.nets import layers as L
 
 
-def _norm(name: str, c: int) -> nn.Module:
-    if name == "instance":
-        return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
-    if name == "batch":
-        return nn.BatchNorm2d(c)
-    if name == "none":
-        return nn.Identity()
-    raise GenlabError(f"norm {name!r} is not one of instance, batch, none")
-
-
-def init_normal(module: nn.Module, std: float = 0.02) -> None:
-    """The reference init: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, std)
-            nn.init.zeros_(m.bias)
-
-
 class ResidualBlock(nn.Module):
     def __init__(self, c: int, norm: str, dropout: float):
         super().__init__()
         self.block = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(norm, c), nn.ReLU(True), nn.Dropout(dropout),
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(norm, c),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), L.norm2d(norm, c), nn.ReLU(True), nn.Dropout(dropout),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), L.norm2d(norm, c),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -63,18 +41,18 @@ class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, base_channels: int = 64, n_blocks: int = 9, norm: str = "instance", dropout: float = 0.0):
         super().__init__()
         bias = norm == "instance"  # batch norm has its own shift
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base_channels, 7, bias=bias), _norm(norm, base_channels), nn.ReLU(True)]
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base_channels, 7, bias=bias), L.norm2d(norm, base_channels), nn.ReLU(True)]
         c = base_channels
         for _ in range(2):
-            layers += [nn.Conv2d(c, c * 2, 3, 2, 1, bias=bias), _norm(norm, c * 2), nn.ReLU(True)]
+            layers += [nn.Conv2d(c, c * 2, 3, 2, 1, bias=bias), L.norm2d(norm, c * 2), nn.ReLU(True)]
             c *= 2
         layers += [ResidualBlock(c, norm, dropout) for _ in range(n_blocks)]
         for _ in range(2):
-            layers += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias), _norm(norm, c // 2), nn.ReLU(True)]
+            layers += [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1, bias=bias), L.norm2d(norm, c // 2), nn.ReLU(True)]
             c //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, out_channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        init_normal(self)
+        L.init_normal(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_sides(x, self.size_multiple, "a ResNet generator (2 downsamplings)")
@@ -96,10 +74,10 @@ class UnetBlock(nn.Module):
             model = [down, submodule, nn.ReLU(True), up, nn.Tanh()]
         elif innermost:
             up = nn.ConvTranspose2d(inner, outer, 4, 2, 1, bias=bias)
-            model = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, _norm(norm, outer)]
+            model = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, L.norm2d(norm, outer)]
         else:
             up = nn.ConvTranspose2d(inner * 2, outer, 4, 2, 1, bias=bias)
-            model = [nn.LeakyReLU(0.2, True), down, _norm(norm, inner), submodule, nn.ReLU(True), up, _norm(norm, outer)]
+            model = [nn.LeakyReLU(0.2, True), down, L.norm2d(norm, inner), submodule, nn.ReLU(True), up, L.norm2d(norm, outer)]
             if dropout:
                 model.append(nn.Dropout(dropout))
         self.model = nn.Sequential(*model)
@@ -125,7 +103,7 @@ class UnetGenerator(nn.Module):
             block = UnetBlock(b * mult, b * mult * 2, submodule=block, norm=norm)
         self.net = UnetBlock(out_channels, b, in_channels=in_channels, submodule=block, outermost=True, norm=norm)
         self.num_downs, self.size_multiple = num_downs, 2**num_downs
-        init_normal(self)
+        L.init_normal(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_sides(x, self.size_multiple, f"a U-Net with {self.num_downs} downsamplings")
@@ -134,14 +112,15 @@ class UnetGenerator(nn.Module):
 
 class PatchDiscriminator(nn.Module):
     """PatchGAN: n_layers stride-2 4x4 convs then two stride-1 ones, one logit per patch
-    (70x70 receptive field for n_layers=3); n_layers=0 gives the 1x1 PixelGAN."""
+    (70x70 receptive field for n_layers=3); n_layers=0 gives the 1x1 PixelGAN. The signature is
+    every discriminator's, forward(x, y=None, features=False); it takes no labels."""
 
     def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3, norm: str = "batch"):
         super().__init__()
         bias = norm == "instance"
         if n_layers == 0:  # PixelGAN
             layers = [nn.Conv2d(in_channels, base_channels, 1), nn.LeakyReLU(0.2, True),
-                      nn.Conv2d(base_channels, base_channels * 2, 1, bias=bias), _norm(norm, base_channels * 2), nn.LeakyReLU(0.2, True),
+                      nn.Conv2d(base_channels, base_channels * 2, 1, bias=bias), L.norm2d(norm, base_channels * 2), nn.LeakyReLU(0.2, True),
                       nn.Conv2d(base_channels * 2, 1, 1, bias=bias)]
         else:
             layers = [nn.Conv2d(in_channels, base_channels, 4, 2, 1), nn.LeakyReLU(0.2, True)]
@@ -149,10 +128,14 @@ class PatchDiscriminator(nn.Module):
             for n in range(1, n_layers + 1):
                 prev, mult = mult, min(2**n, 8)
                 stride = 2 if n < n_layers else 1
-                layers += [nn.Conv2d(base_channels * prev, base_channels * mult, 4, stride, 1, bias=bias), _norm(norm, base_channels * mult), nn.LeakyReLU(0.2, True)]
+                layers += [nn.Conv2d(base_channels * prev, base_channels * mult, 4, stride, 1, bias=bias), L.norm2d(norm, base_channels * mult), nn.LeakyReLU(0.2, True)]
             layers.append(nn.Conv2d(base_channels * mult, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
-        init_normal(self)
+        L.init_normal(self)
 
-    def forward(self, x: Tensor, y=None) -> Tensor:
-        return self.net(x)
+    def forward(self, x: Tensor, y=None, features: bool = False):
+        """Logits (B, 1, H', W'); with features=True also the last hidden layer, (B, C * H' * W')."""
+        if not features:
+            return self.net(x)
+        h = self.net[:-1](x)
+        return self.net[-1](h), h.flatten(1)
