@@ -29,13 +29,16 @@ ALLOWED_TARGETS = frozenset({
     "genlab.nets.translation.ResnetGenerator",
     "genlab.nets.translation.UnetGenerator",
     "genlab.nets.translation.PatchDiscriminator",
-    # adversarial objectives
+    # the adversarial component and its objectives
+    "genlab.losses.adversarial.AdversarialLoss",
     "genlab.losses.adversarial.Minimax",
     "genlab.losses.adversarial.NonSaturating",
     "genlab.losses.adversarial.FeatureMatching",
     "genlab.losses.adversarial.Wasserstein",
     "genlab.losses.adversarial.Hinge",
     "genlab.losses.adversarial.LeastSquares",
+    "genlab.losses.adversarial.RelativisticAverage",
+    "genlab.losses.adversarial.RelativisticHinge",
     # data sets
     "genlab.data.digits.Digits",
     "genlab.data.image_folder.ImageFolder",

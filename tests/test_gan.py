@@ -26,23 +26,23 @@ def test_minimax_and_non_saturating_values():
     d = -(math.log(sig(1.0)) + math.log(sig(-2.0))) / 2 - (math.log(1 - sig(0.5)) + math.log(1 - sig(-1.0))) / 2
     assert Minimax().d(REAL, FAKE).item() == pytest.approx(d, rel=1e-6)
     assert NonSaturating().d(REAL, FAKE).item() == pytest.approx(d, rel=1e-6)
-    assert Minimax().g(FAKE).item() == pytest.approx((math.log(1 - sig(0.5)) + math.log(1 - sig(-1.0))) / 2, rel=1e-6)
-    assert NonSaturating().g(FAKE).item() == pytest.approx(-(math.log(sig(0.5)) + math.log(sig(-1.0))) / 2, rel=1e-6)
+    assert Minimax().g(None, FAKE).item() == pytest.approx((math.log(1 - sig(0.5)) + math.log(1 - sig(-1.0))) / 2, rel=1e-6)
+    assert NonSaturating().g(None, FAKE).item() == pytest.approx(-(math.log(sig(0.5)) + math.log(sig(-1.0))) / 2, rel=1e-6)
 
 
 def test_wasserstein_hinge_and_least_squares_values():
     assert Wasserstein().d(REAL, FAKE).item() == pytest.approx(-0.25 - (-0.5))
-    assert Wasserstein().g(FAKE).item() == pytest.approx(0.25)
+    assert Wasserstein().g(None, FAKE).item() == pytest.approx(0.25)
     assert Hinge().d(REAL, FAKE).item() == pytest.approx((0 + 3) / 2 + (1.5 + 0) / 2)
-    assert Hinge().g(FAKE).item() == pytest.approx(0.25)
+    assert Hinge().g(None, FAKE).item() == pytest.approx(0.25)
     assert LeastSquares().d(REAL, FAKE).item() == pytest.approx(0.5 * (0 + 9) / 2 + 0.5 * (0.25 + 1) / 2)
-    assert LeastSquares().g(FAKE).item() == pytest.approx(0.5 * (0.25 + 4) / 2)
+    assert LeastSquares().g(None, FAKE).item() == pytest.approx(0.5 * (0.25 + 4) / 2)
 
 
 def test_feature_matching_matches_batch_means():
     real = torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # mean (2, 1)
     fake = torch.tensor([[0.0, 0.0], [0.0, 4.0]], requires_grad=True)  # mean (0, 2)
-    loss = FeatureMatching().g_features(real, fake)
+    loss = FeatureMatching.match(real, fake)
     assert loss.item() == pytest.approx(2**2 + 1**2)
     loss.backward()
     assert fake.grad.tolist() == [[-2.0, 1.0], [-2.0, 1.0]]  # d/dfake of ||m_r - mean(fake)||^2

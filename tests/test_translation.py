@@ -99,7 +99,7 @@ def test_cyclegan_losses_and_ablations():
     gens = lambda: ResnetGenerator(1, 1, 4, 1)  # noqa: E731
     batch = {"A": torch.rand(2, 1, 16, 16) * 2 - 1, "B": torch.rand(2, 1, 16, 16) * 2 - 1}
     full = CycleGAN(gens(), gens(), PatchDiscriminator(1, 4, 1), PatchDiscriminator(1, 4, 1), {"objective": None})
-    assert isinstance(full.objective, LeastSquares) and [p.name for p in full.phases] == ["g", "d"]
+    assert isinstance(full.adversarial.objective, LeastSquares) and [p.name for p in full.phases] == ["g", "d"]
     loss, logs = full.training_step(batch, "g", {})
     expected = logs["gan_AB"] + logs["gan_BA"] + 10 * (logs["cycle_A"] + logs["cycle_B"]) + 10 * 0.5 * (logs["idt_A"] + logs["idt_B"])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from genlab import GenlabError
+
+if TYPE_CHECKING:
+    from genlab.losses.adversarial import AdversarialLoss
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,21 @@ class GenerativeModel(nn.Module):
     def visuals(self, batch: dict) -> dict[str, Tensor]:
         """Image batches in [-1, 1] to show in TensorBoard and samples/ during training."""
         return {}
+
+
+class AdversarialModel(GenerativeModel):
+    """An adversarial family (GAN, conditional GAN, pix2pix, CycleGAN): it holds the
+    adversarial component built from the loss config (`self.adversarial`, which gives its
+    discriminator phases, losses and penalties) and names its discriminators, on which the
+    component's after-step hook (WGAN clipping) runs after every critic step."""
+
+    adversarial: AdversarialLoss
+
+    def discriminators(self) -> tuple[nn.Module, ...]:
+        raise NotImplementedError
+
+    def after_step(self, phase: str) -> None:
+        self.adversarial.after_step(phase, *self.discriminators())
 
 
 # -- capabilities: what `genlab sample` and `genlab eval` may ask of a model ------------------

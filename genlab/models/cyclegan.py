@@ -5,12 +5,15 @@ The paper's ablations are switches: gan, cycle_forward (A -> B -> A), cycle_back
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
+from genlab import GenlabError
 from genlab.images import interleave_rows, match_channels
-from genlab.losses.adversarial import LeastSquares
-from genlab.models.base import GenerativeModel, Phase, Translates, check_direction
+from genlab.losses.adversarial import AdversarialLoss, LeastSquares
+from genlab.models.base import AdversarialModel, Phase, Translates, check_direction
 
 
 class ImagePool(nn.Module):
@@ -46,23 +49,29 @@ class ImagePool(nn.Module):
         self.images = [img for img in state["images"]] if state["images"].numel() else []
 
 
-class CycleGAN(GenerativeModel, Translates):
-    """Phases g (both generators; fakes to ctx) then d (both discriminators on pooled fakes)."""
+class CycleGAN(AdversarialModel, Translates):
+    """Phases g (both generators; fakes to ctx) then d (both discriminators on pooled fakes).
+    The adversarial part (objective, penalties, critic repeats, clipping, DiffAugment) is the
+    component built from the loss config, one critic per domain."""
 
-    phases = (Phase("g", "g"), Phase("d", "d"))
     ema_modules = ()
     monitor = None
     directions = ("AtoB", "BtoA")
 
     def __init__(self, generator_AB: nn.Module, generator_BA: nn.Module, discriminator_A: nn.Module, discriminator_B: nn.Module,
-                 loss: dict, lambda_cycle: float = 10.0, lambda_identity: float = 0.5, pool_size: int = 50,
-                 gan: bool = True, cycle_forward: bool = True, cycle_backward: bool = True):
+                 loss: AdversarialLoss | dict, lambda_cycle: float = 10.0, lambda_identity: float = 0.5, pool_size: int = 50,
+                 gan: bool = True, cycle_forward: bool = True, cycle_backward: bool = True, diffaugment: str | Sequence[str] | None = None):
         super().__init__()
         self.G, self.F = generator_AB, generator_BA
         self.D_A, self.D_B = discriminator_A, discriminator_B
-        self.objective = loss.get("objective") or LeastSquares()
-        if not gan:  # the cycle-only ablation trains no discriminator
-            self.phases = (Phase("g", "g"),)
+        loss = AdversarialLoss.of(loss)
+        if not gan and not loss.is_default:
+            raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator, so loss= has nothing to apply to; drop loss= and loss.*")
+        if not gan and diffaugment:
+            raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator for model.diffaugment to augment; drop it")
+        self.adversarial = loss.bind(LeastSquares(), diffaugment)
+        self.adversarial.check_discriminators(**{"model.discriminator_A": discriminator_A})
+        self.phases = self.adversarial.phases(generator_first=True) if gan else (Phase("g", "g"),)
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
         self.use_gan, self.cycle_forward, self.cycle_backward = gan, cycle_forward, cycle_backward
         self.pool_A, self.pool_B = ImagePool(pool_size), ImagePool(pool_size)
@@ -70,18 +79,22 @@ class CycleGAN(GenerativeModel, Translates):
     def param_groups(self):
         return {"g": [*self.G.parameters(), *self.F.parameters()], "d": [*self.D_A.parameters(), *self.D_B.parameters()]}
 
+    def discriminators(self) -> tuple[nn.Module, ...]:
+        return (self.D_A, self.D_B)
+
     def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
         check_direction(self, direction)
         return self.G(x) if direction == "AtoB" else self.F(x)
 
     def training_step(self, batch, phase, ctx):
         a, b = batch["A"], batch["B"]
+        D_A, D_B = self.adversarial.critic(self.D_A), self.adversarial.critic(self.D_B)
         if phase == "g":
             fake_b, fake_a = self.G(a), self.F(b)
-            ctx["fake_A"], ctx["fake_B"] = fake_a.detach(), fake_b.detach()
+            ctx["fakes"] = (batch, fake_a.detach(), fake_b.detach())
             logs, loss = {}, torch.zeros((), device=a.device)
             if self.use_gan:
-                logs["gan_AB"], logs["gan_BA"] = self.objective.g(self.D_B(fake_b)), self.objective.g(self.D_A(fake_a))
+                logs["gan_AB"], logs["gan_BA"] = self.adversarial.g_loss(D_B, b, fake_b), self.adversarial.g_loss(D_A, a, fake_a)
                 loss = loss + logs["gan_AB"] + logs["gan_BA"]
             if self.cycle_forward:
                 logs["cycle_A"] = (self.F(fake_b) - a).abs().mean()
@@ -93,11 +106,18 @@ class CycleGAN(GenerativeModel, Translates):
                 logs["idt_A"], logs["idt_B"] = (self.F(a) - a).abs().mean(), (self.G(b) - b).abs().mean()
                 loss = loss + self.lambda_cycle * self.lambda_identity * (logs["idt_A"] + logs["idt_B"])
             return loss, {**logs, "loss": loss}
-        fake_b, fake_a = self.pool_B.query(ctx["fake_B"]), self.pool_A.query(ctx["fake_A"])
-        d_a = self.objective.d(self.D_A(a), self.D_A(fake_a))
-        d_b = self.objective.d(self.D_B(b), self.D_B(fake_b))
-        loss = 0.5 * (d_a + d_b)  # halved, as the reference does, to slow D relative to G
-        return loss, {"d_A": d_a, "d_B": d_b, "loss": loss}
+        if phase == "d_reg":
+            (loss_a, logs_a), (loss_b, logs_b) = self.adversarial.d_reg_loss(D_A, a), self.adversarial.d_reg_loss(D_B, b)
+        else:
+            made_from, fake_a, fake_b = ctx.get("fakes", (None, None, None))
+            if made_from is not batch:  # a critic repeat on a fresh batch
+                with torch.no_grad():
+                    fake_a, fake_b = self.F(b), self.G(a)
+            fake_b, fake_a = self.pool_B.query(fake_b), self.pool_A.query(fake_a)
+            (loss_a, logs_a), (loss_b, logs_b) = self.adversarial.d_loss(D_A, a, fake_a), self.adversarial.d_loss(D_B, b, fake_b)
+        loss = 0.5 * (loss_a + loss_b)  # halved, as the reference does, to slow D relative to G
+        logs = {f"{k}_A": v for k, v in logs_a.items() if k != "loss"} | {f"{k}_B": v for k, v in logs_b.items() if k != "loss"}
+        return loss, {"d_A": loss_a, "d_B": loss_b, **logs, "loss": loss}
 
     @torch.no_grad()
     def evaluate_batch(self, batch):

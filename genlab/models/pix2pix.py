@@ -1,34 +1,44 @@
 """pix2pix (Isola et al. 2017): a generator G: A -> B and a conditional discriminator on the
-concatenated (input, output) pair; loss = cGAN loss + lambda_L1 * L1(G(A), B), lambda = 100."""
+concatenated (input, output) pair; loss = cGAN loss + lambda_L1 * L1(G(A), B), lambda = 100.
+The adversarial part (objective, penalties, critic repeats, clipping, DiffAugment) is the
+component built from the loss config, as for every adversarial family."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from genlab.images import interleave_rows, match_channels
-from genlab.losses.adversarial import NonSaturating
+from genlab.losses.adversarial import AdversarialLoss, NonSaturating
 from genlab.metrics.reconstruction import per_image_mse, psnr
 from genlab.metrics.ssim import ssim
-from genlab.models.base import GenerativeModel, Phase, Translates, check_direction
+from genlab.models.base import AdversarialModel, Translates, check_direction
 
 
-class Pix2Pix(GenerativeModel, Translates):
-    """Phases g (its fakes go to ctx) then d, which scores the same fakes, detached."""
+class Pix2Pix(AdversarialModel, Translates):
+    """Phases g (its fakes go to ctx) then d, which scores the same fakes, detached (a critic
+    repeat on a fresh batch makes its own)."""
 
-    phases = (Phase("g", "g"), Phase("d", "d"))
     ema_modules = ("generator",)
     monitor = ("val/l1", "min")
     directions = ("AtoB",)
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: dict, lambda_l1: float = 100.0):
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, lambda_l1: float = 100.0,
+                 diffaugment: str | Sequence[str] | None = None):
         super().__init__()
         self.generator, self.discriminator = generator, discriminator
-        self.objective = loss.get("objective") or NonSaturating()  # the reference's "vanilla" GAN loss
+        self.adversarial = AdversarialLoss.of(loss).bind(NonSaturating(), diffaugment)  # the reference's "vanilla" GAN loss
+        self.adversarial.check_discriminators(**{"model.discriminator": discriminator})
+        self.phases = self.adversarial.phases(generator_first=True)
         self.lambda_l1 = lambda_l1
 
     def param_groups(self):
         return {"g": list(self.generator.parameters()), "d": list(self.discriminator.parameters())}
+
+    def discriminators(self) -> tuple[nn.Module, ...]:
+        return (self.discriminator,)
 
     def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
         check_direction(self, direction)
@@ -36,17 +46,21 @@ class Pix2Pix(GenerativeModel, Translates):
 
     def training_step(self, batch, phase, ctx):
         a, b = batch["A"], batch["B"]
+        D = self.adversarial.critic(self.discriminator, pair=a)  # D sees (input, output) pairs
         if phase == "g":
             fake = self.generator(a)
-            ctx["fake_B"] = fake.detach()
-            gan = self.objective.g(self.discriminator(torch.cat([a, fake], 1)))
+            ctx["fake_B"] = (batch, fake.detach())
+            gan = self.adversarial.g_loss(D, b, fake)
             l1 = (fake - b).abs().mean()
             loss = gan + self.lambda_l1 * l1
             return loss, {"gan": gan, "l1": l1, "loss": loss}
-        real = self.discriminator(torch.cat([a, b], 1))
-        fake = self.discriminator(torch.cat([a, ctx["fake_B"]], 1))
-        loss = self.objective.d(real, fake)
-        return loss, {"d_real": real.mean(), "d_fake": fake.mean(), "loss": loss}
+        if phase == "d_reg":
+            return self.adversarial.d_reg_loss(D, b)
+        made_from, fake = ctx.get("fake_B", (None, None))
+        if made_from is not batch:  # a critic repeat on a fresh batch
+            with torch.no_grad():
+                fake = self.generator(a)
+        return self.adversarial.d_loss(D, b, fake)
 
     @torch.no_grad()
     def evaluate_batch(self, batch):
