@@ -12,7 +12,7 @@ from genlab import checkpoint, distributed
 from genlab.config import build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.sweep import own_checkpoint
-from genlab.trainer import Trainer
+from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, monitor, total_steps
 from genlab.validation import check_applies, check_values
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
     check_applies(cfg, choices, [] if resume else overrides)
     seed_everything(int(cfg.trainer.seed))
     model = build(cfg.model, "model")
-    rank, world_size, _ = distributed.world()
-    stream = TrainStream(cfg.data, int(cfg.trainer.seed), rank, world_size)
-    val = eval_loader(cfg.data, "test")
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("resume", None)
-    trainer = Trainer(cfg, model, stream, val, run_dir, container, extra_state={"choices": choices})
+    trainer = build_trainer(cfg, model, run_dir, choices)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("model %s (%s parameters) on %s, %d steps, run dir %s", type(model).__name__, f"{n_params:,}", trainer.device, trainer.total_steps, run_dir)
     try:
@@ -67,6 +62,36 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         result["step"], _fmt(result["train"]), _fmt(result["val"]), result["checkpoint"], result["wall_s"],
     )
     return result
+
+
+def build_trainer(cfg: DictConfig, model, run_dir: str | os.PathLike, choices: dict | None = None) -> Trainer:
+    """The trainer of a composed config: the data stream of this rank, the test split, the
+    optimizers and schedules, the metric best.pt is kept by, the fixed grid batch and the
+    reference images of trainer.eval_metrics, and the record every checkpoint carries."""
+    t = cfg.trainer
+    rank, world_size, _ = distributed.world()
+    stream = TrainStream(cfg.data, int(t.seed), rank, world_size)
+    val = eval_loader(cfg.data, "test")
+    optimizers = build_optimizers(model, cfg.optim, cfg.get("optim_groups"))
+    schedulers = build_schedulers(cfg.get("scheduler"), optimizers, total_steps(t, stream))
+    # the same 64 test images in every grid, whatever the training batch size
+    grid = next(iter(eval_loader(cfg.data, "test", batch_size=64))) if rank == 0 else None
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("resume", None)
+    return Trainer(model, stream, val, Path(run_dir), t, optimizers, schedulers, monitor=monitor(t, model.monitor), grid_batch=grid,
+                   image_reference=_image_reference(cfg, val), record=RunRecord(container, choices or {}), logger=cfg.get("logger"))
+
+
+def _image_reference(cfg: DictConfig, val):
+    """trainer.eval_samples test images for the image metrics (FID...), when asked for; the
+    metrics module (and scipy) is imported only then."""
+    from genlab.metrics import METRICS
+
+    if not any(m not in METRICS for m in cfg.trainer.get("eval_metrics") or []):
+        return None
+    from genlab.metrics.image_quality import data_key, loader_source
+
+    return loader_source(val, int(cfg.trainer.eval_samples), "test split", data_key(cfg.data, "test"))
 
 
 def _fmt(values: dict) -> str:

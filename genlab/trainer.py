@@ -11,6 +11,7 @@ import math
 import signal
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 import genlab
 from genlab import GenlabError, RunError, checkpoint, distributed
 from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
-from genlab.data.loading import TrainStream, eval_loader
+from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.metrics import METRICS, applies, split_means
@@ -67,38 +68,67 @@ def rng_sandbox(device: torch.device, seed: int):
     return ctx()
 
 
+def total_steps(t: DictConfig, stream: TrainStream) -> int:
+    """trainer.max_epochs epochs of the stream when set, else trainer.max_steps."""
+    return int(t.max_epochs) * stream.batches_per_epoch if t.get("max_epochs") else int(t.max_steps)
+
+
+def build_optimizers(model: GenerativeModel, optim: DictConfig, groups_cfg: DictConfig | None = None) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per named parameter group of the model, from the optim config (a
+    _partial_ constructor) with the group's optim_groups.<group> settings on top."""
+    groups = model.param_groups()
+    for phase in model.phases:
+        if phase.optimizer not in groups:
+            raise GenlabError(f"phase {phase.name!r} names optimizer {phase.optimizer!r}, not a parameter group of {type(model).__name__}")
+    overrides = OmegaConf.to_container(groups_cfg, resolve=True) if groups_cfg else {}
+    unknown = set(overrides) - set(groups)
+    if unknown:
+        raise GenlabError(f"optim_groups has {sorted(unknown)}; this model's parameter groups are {sorted(groups)}")
+    return {name: instantiate(optim, **overrides.get(name, {}))(params) for name, params in groups.items()}
+
+
+def build_schedulers(scheduler: DictConfig | None, optimizers: dict, steps: int) -> dict:
+    """One learning-rate schedule per optimizer (none for scheduler=none)."""
+    if not (scheduler and scheduler.get("_target_")):
+        return {}
+    return {n: instantiate(scheduler)(o, total_steps=steps) for n, o in optimizers.items()}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What every checkpoint carries besides the state: the run's resolved config (plain
+    containers, rebuilt by eval, sample and resume) and its config-group choices."""
+
+    config: dict
+    choices: dict = field(default_factory=dict)
+
+
 class Trainer:
-    def __init__(self, cfg: DictConfig, model: GenerativeModel, stream: TrainStream, val_loader, run_dir: Path, config_container: dict, extra_state: dict | None = None):
-        t = cfg.trainer
-        self.cfg, self.t, self.run_dir, self.config_container = cfg, t, Path(run_dir), config_container
-        self.extra_state = extra_state or {}
+    """The loop, given what it needs: the model; the training stream; the test split's loader;
+    the run directory; the trainer settings (cfg.trainer); one optimizer (and schedule) per
+    parameter group (build_optimizers, build_schedulers); the metric best.pt is kept by
+    (`monitor`); the fixed batch every training grid shows; the reference images of the
+    image metrics in trainer.eval_metrics (FID); the run's record; the logger config."""
+
+    def __init__(self, model: GenerativeModel, stream: TrainStream, val_loader, run_dir: Path, settings: DictConfig,
+                 optimizers: dict, schedulers: dict | None = None, *, monitor: tuple[str, str] | None = None,
+                 grid_batch: dict | None = None, image_reference=None, record: RunRecord | None = None, logger: DictConfig | None = None):
+        t = settings
+        self.t, self.run_dir = t, Path(run_dir)
+        self.record = record or RunRecord({})
         self.rank, self.world_size, self.device = distributed.setup(t.device)
         self.is_main = self.rank == 0
         self.precision = check_precision(t.precision, self.device)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device)  # in place: the optimizers' parameters are the model's
         self.channels_last = bool(t.get("channels_last", False))
         if self.channels_last:  # NHWC convolutions: faster for some conv nets and devices (scripts/bench_translation.py)
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.world_size > 1:
             distributed.broadcast_state(self.model)
         self.stream, self.val_loader = stream, val_loader
-        self.total_steps = int(t.max_epochs) * stream.batches_per_epoch if t.get("max_epochs") else int(t.max_steps)
-
-        # one optimizer (and scheduler) per named parameter group
+        self.total_steps = total_steps(t, stream)
         self.groups = model.param_groups()
-        for phase in model.phases:
-            if phase.optimizer not in self.groups:
-                raise GenlabError(f"phase {phase.name!r} names optimizer {phase.optimizer!r}, not a parameter group of {type(model).__name__}")
-        groups_cfg = cfg.get("optim_groups")
-        overrides = OmegaConf.to_container(groups_cfg, resolve=True) if groups_cfg else {}
-        unknown = set(overrides) - set(self.groups)
-        if unknown:
-            raise GenlabError(f"optim_groups has {sorted(unknown)}; this model's parameter groups are {sorted(self.groups)}")
-        self.optimizers = {name: instantiate(cfg.optim, **overrides.get(name, {}))(params) for name, params in self.groups.items()}
-        sched = cfg.get("scheduler")
-        self.schedulers = {}
-        if sched and sched.get("_target_"):
-            self.schedulers = {n: instantiate(sched)(o, total_steps=self.total_steps) for n, o in self.optimizers.items()}
+        self.optimizers, self.schedulers = optimizers, schedulers or {}
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         if t.get("ema_decay") and not model.ema_modules:
             raise GenlabError(f"trainer.ema_decay={t.ema_decay} does not apply: {type(model).__name__} keeps no EMA of its weights; drop it")
@@ -124,10 +154,12 @@ class Trainer:
         if self._image_metric_names and not (isinstance(model, SamplesPrior) and model.samples_images):
             raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs a model that samples images, which {type(model).__name__} "
                               "does not; drop it (genlab eval computes FID of translation models per direction)")
-        self._image_quality = None
-        self.monitor = monitor(t, model.monitor)
+        if self._image_metric_names and image_reference is None:
+            raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs reference images; give the trainer image_reference")
+        self.grid_batch, self.image_reference, self._image_quality = grid_batch, image_reference, None
+        self.monitor = monitor
         self.step, self.best, self.last_val = 0, None, {}
-        self.reporter = Reporter(self.run_dir, cfg.get("logger"), write=self.is_main, config=config_container)
+        self.reporter = Reporter(self.run_dir, logger, write=self.is_main, config=self.record.config)
         self._signal = None
         self._writing, self._abort = False, False  # a checkpoint write in progress; a second Ctrl-C during it
         self._pending: tuple[int, bytes] | None = None  # a checkpoint that waits for its step's losses
@@ -147,8 +179,8 @@ class Trainer:
             "data": self.stream.state_dict(),
             "best": self.best,
             "rng": checkpoint.rng_state(),
-            "config": self.config_container,
-            **self.extra_state,
+            "config": self.record.config,
+            "choices": self.record.choices,
         }
 
     def load_state_dict(self, state: dict, path: Path) -> None:
@@ -177,7 +209,7 @@ class Trainer:
         """A resumed optimizer's state brings back the hyperparameters it was saved with; the
         ones this run's config changes (optim.lr=... on resume) are applied on top, and said."""
         for name, opt in self.optimizers.items():
-            old, new = self._optimizer_settings(saved_config, name), self._optimizer_settings(self.config_container, name)
+            old, new = self._optimizer_settings(saved_config, name), self._optimizer_settings(self.record.config, name)
             for key, value in new.items():
                 if old.get(key) == value or key not in opt.defaults:
                     continue
@@ -270,8 +302,7 @@ class Trainer:
             self.load_state_dict(*resume)
             log.info("resumed from %s at step %d", resume[1], self.step)
         t, model = self.t, self.model
-        # the same 64 test images in every grid, whatever the training batch size
-        fixed = to_device(next(iter(eval_loader(self.cfg.data, "test", batch_size=64))), self.device) if self.is_main else None
+        fixed = to_device(self.grid_batch, self.device) if self.is_main and self.grid_batch is not None else None
         every = {k: int(t.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every")}
         from tqdm import tqdm
 
@@ -297,13 +328,13 @@ class Trainer:
                     self.ema.update(model)
                 self._flush_pending()  # this step ran on the held-back weights with finite losses
                 self.step += 1
-                tick_images += len(batch["index"])
+                tick_images += self.stream.batch_size
                 bar.update(1)
                 if every["log_every"] and self.step % every["log_every"] == 0:
                     now = time.perf_counter()
                     train_means = self.reporter.means()
                     self._check_divergence(train_means)
-                    perf = {"perf/images_per_s": tick_images / (now - tick), "epoch": float(self.stream.sampler.epoch)}
+                    perf = {"perf/images_per_s": tick_images / (now - tick), "epoch": float(self.stream.epoch)}
                     lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
                     self.reporter.scalars(self.step, train_means | lrs | perf)
                     bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in train_means.items() if k.endswith("loss")} | {"img/s": f"{perf['perf/images_per_s']:.0f}"})
@@ -323,7 +354,8 @@ class Trainer:
             self._visuals(fixed)
             if not (every["eval_every"] and self.step % every["eval_every"] == 0):
                 self._validate()
-            self.reporter.hparams(flatten(self.config_container.get("model", {}), "model.") | flatten({"optim": self.config_container.get("optim", {})}), self.last_val)
+            config = self.record.config
+            self.reporter.hparams(flatten(config.get("model", {}), "model.") | flatten({"optim": config.get("optim", {})}), self.last_val)
         last = self.save_checkpoint()
         self.reporter.close()
         if interrupted:
@@ -443,16 +475,15 @@ class Trainer:
             self.save_checkpoint(best=True)
 
     def _image_metrics(self, model) -> dict[str, float]:
-        """FID (and IS, KID, PR) of eval_samples samples against the test split, whose
-        statistics are cached after the first evaluation."""
-        from genlab.metrics.image_quality import ImageQuality, data_key, loader_source, model_source
+        """FID (and IS, KID, PR) of eval_samples samples against the reference images, whose
+        statistics are kept after the first evaluation (and cached on disk)."""
+        from genlab.metrics.image_quality import ImageQuality, model_source
 
         inc, n = self.t.inception, int(self.t.eval_samples)
         if self._image_quality is None:
             self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False,
                                                runtime=inc.get("runtime", "auto"), precision=str(inc.get("precision", "32")))
-        real = loader_source(self.val_loader, n, "test split", data_key(self.cfg.data, "test"))
-        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), real, self._image_metric_names)
+        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), self.image_reference, self._image_metric_names)
         return {k: v for k, v in out.items() if not k.startswith("n_")}
 
     @contextlib.contextmanager

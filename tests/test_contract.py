@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from genlab.config import build
-from genlab.data.loading import TrainStream, eval_loader
 from genlab.models.base import GenerativeModel, Phase, SamplesPrior
-from genlab.trainer import Trainer
+from genlab.train import build_trainer
 
 # models that need a two-domain data set train on the offline one, at small sizes
 SETTINGS = {"pix2pix": ["experiment=pix2pix_digit_edges"], "cyclegan": ["experiment=cyclegan_digits2edges"]}
@@ -69,8 +68,7 @@ class TwoPlayer(GenerativeModel, SamplesPrior):
 
 
 def make_trainer(cfg, model, run_dir):
-    stream = TrainStream(cfg.data, int(cfg.trainer.seed))
-    return Trainer(cfg, model, stream, eval_loader(cfg.data, "test"), run_dir, {"model": {}})
+    return build_trainer(cfg, model, run_dir)
 
 
 def check_phase_isolation(trainer, batch):

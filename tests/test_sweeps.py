@@ -72,12 +72,9 @@ def test_mode_coverage_is_a_validation_metric_that_best_pt_follows(make_cfg, tmp
     """experiment=gan_ring8 validates trainer.eval_metrics=[modes]: a generator that puts its
     samples on the 8 centres covers 8 modes with every sample of high quality."""
     from genlab.config import build
-    from genlab.data.loading import TrainStream, eval_loader
-    from genlab.trainer import Trainer
 
     cfg = make_cfg("train", ["experiment=gan_ring8"])
-    model = build(cfg.model, "model")
-    trainer = Trainer(cfg, model, TrainStream(cfg.data, 0), eval_loader(cfg.data, "test"), tmp_path, {"model": {}})
+    trainer = train.build_trainer(cfg, build(cfg.model, "model"), tmp_path)
     from genlab.data.toy import mode_centers
 
     centers = mode_centers("ring8")

@@ -126,6 +126,15 @@ class TrainStream:
     def batches_per_epoch(self) -> int:
         return len(self.sampler)
 
+    @property
+    def batch_size(self) -> int:
+        """Images in each batch of this rank."""
+        return self.sampler.batch_size
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch, "position": self.sampler.position}
 
