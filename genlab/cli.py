@@ -77,6 +77,11 @@ def _task(run):
         from genlab import GenlabError
 
         try:
+            from hydra.core.hydra_config import HydraConfig
+
+            from genlab.validation import check_resolves
+
+            check_resolves(cfg, dict(HydraConfig.get().runtime.choices))
             missing = sorted(OmegaConf.missing_keys(cfg))
             if missing:
                 raise GenlabError(f"{missing[0]} has no value; set it on the command line: {missing[0]}=...")

@@ -223,15 +223,53 @@ def check_command_line(verb: str, overrides: list[str], multirun: bool = False) 
 
             checkpoint.resolve(resume)
             return  # the resumed run's config comes from its checkpoint, checked when loaded
-        if multirun or any(o.is_sweep_override() for o in parsed):
+        sweeps = [o for o in parsed if o.is_sweep_override()]
+        if sweeps and not multirun:  # Hydra's own answer is five lines
+            o = sweeps[0]
+            raise GenlabError(f"{o.input_line} is a sweep; add -m to sweep over it, or give one value: a list as {o.key_or_group}=[{_listed(o)}], "
+                              f"a string with commas quoted, '{o.key_or_group}=\"{_listed(o)}\"'")
+        if multirun:
             return  # each job's values are checked when it runs
         try:
             cfg = compose(config_name=verb, overrides=[o.input_line for o in parsed if not o.key_or_group.startswith("hydra")])
         except HydraException as e:
             raise GenlabError(_first_line(e)) from None
-    check_values(cfg, verb)
+        check_values(cfg, verb)
+        check_resolves(cfg, choices, loader)
     if verb == "train":
         check_applies(cfg, choices, overrides)
+
+
+def _listed(o) -> str:
+    return o.input_line.split("=", 1)[1]
+
+
+def check_resolves(cfg: DictConfig, choices: dict, loader=None) -> None:
+    """Every interpolation resolves: a model that reads a key its data set does not have
+    (model=pix2pix on one-domain data reads data.channels_A) is one line naming the sets that have it."""
+    from omegaconf.errors import InterpolationKeyError, InterpolationResolutionError
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except InterpolationKeyError as e:
+        missing = e.msg.split("'")[1] if "'" in e.msg else str(e.msg)
+        group = missing.split(".")[0]
+        hint = ""
+        if loader is not None and group in ("data", "model") and choices.get(group):
+            having = [o for o in loader.get_group_options(group) if _option_has(group, o, missing.split(".", 1)[1])]
+            hint = f"; choose a {'data set' if group == 'data' else group} that does: {', '.join(having)}" if having else ""
+        raise GenlabError(f"{e.full_key} reads {missing}, which {group}={choices.get(group)} does not have{hint}") from None
+    except InterpolationResolutionError as e:  # a resolver given a bad value
+        raise GenlabError(f"{e.full_key} cannot be resolved: {str(e.msg).strip().splitlines()[0]}") from None
+
+
+def _option_has(group: str, option: str, key: str) -> bool:
+    from hydra import compose
+
+    try:
+        return OmegaConf.select(compose(config_name="train", overrides=[f"{group}={option}"])[group], key, default=None) is not None
+    except Exception:  # an option that does not compose on its own
+        return False
 
 
 def _first_line(e: Exception) -> str:

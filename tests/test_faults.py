@@ -175,6 +175,10 @@ def test_every_shipped_target_is_on_the_allow_list():
         (["+optim_groups.main.lr=-1"], "optim_groups.main.lr=-1 is out of range"),
         (["optim_groups.d.lr=1e-4"], "per-group optimizer settings are added with a +: +optim_groups.d.lr=1e-4"),
         (["resume=/no/such/run"], "no checkpoint at /no/such/run"),
+        (["model=gan", "model.diffaugment=color,cutout"],
+         "model.diffaugment=color,cutout is a sweep; add -m to sweep over it, or give one value: a list as model.diffaugment=[color,cutout]"),
+        (["model=pix2pix"], "model.generator.in_channels reads data.channels_A, which data=digits does not have; "
+                            "choose a data set that does: cityscapes, digit_edges, digits2edges, edges2shoes, facades"),
     ],
 )
 def test_bad_command_lines_are_refused_in_one_line(overrides, message):
