@@ -108,6 +108,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "data.image_size": Int(min=1),
         "data.num_workers": Int(min=0),
         "data.skip_bad_images": Bool(),
+        "data.train_images": Int(min=1, null=True),
         "data.augment.hflip": Bool(),
         "data.augment.crop_padding": Int(min=0),
         "loss.n_critic": Int(min=1),

@@ -123,3 +123,12 @@ def test_digits_are_read_as_scikit_learn_loads_them():
     images, labels = load_digits()
     reference = sklearn_digits()
     assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+
+
+def test_train_images_draws_only_the_first_n_images(make_cfg):
+    stream = TrainStream(make_cfg("train", ["data.train_images=100", "data.batch_size=16"]).data, seed=0)
+    assert stream.batches_per_epoch == 100 // 16
+    seen = torch.cat([next(stream)["index"] for _ in range(2 * stream.batches_per_epoch)])
+    assert seen.max() < 100 and len(set(seen[:96].tolist())) == 96 and stream.epoch == 1
+    with pytest.raises(GenlabError, match="data.train_images=5000: the training split has only 1438 images"):
+        TrainStream(make_cfg("train", ["data.train_images=5000"]).data, seed=0)

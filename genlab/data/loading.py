@@ -110,8 +110,13 @@ class TrainStream:
 
     def __init__(self, data_cfg: DictConfig, seed: int, rank: int = 0, world_size: int = 1):
         dataset = build_dataset(data_cfg, "train")
+        n = len(dataset)
+        if data_cfg.get("train_images"):  # only the first N images are drawn: a small data set of a big one
+            if int(data_cfg.train_images) > n:
+                raise GenlabError(f"data.train_images={data_cfg.train_images}: the training split has only {n} images")
+            n = int(data_cfg.train_images)
         aug = data_cfg.get("augment") or {}
-        self.sampler = EpochBatchSampler(len(dataset), data_cfg.batch_size, seed, rank=rank, world_size=world_size)
+        self.sampler = EpochBatchSampler(n, data_cfg.batch_size, seed, rank=rank, world_size=world_size)
         self.loader = DataLoader(
             Augmented(dataset, bool(aug.get("hflip", False)), int(aug.get("crop_padding", 0))),
             batch_sampler=self.sampler,
