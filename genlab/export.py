@@ -53,17 +53,15 @@ class Encode(nn.Module):
 
 
 class Decode(nn.Module):
-    """decode(z) of a model's latents. GANs and GLO run their generator on the codes (and
-    label tensors): their decode takes Python label lists and reads len(z), which would fix
-    the batch size of an export."""
+    """decode(z) of a model's latents, with a (B,) label tensor for a conditional model (a
+    list of labels would be repeated to len(z), fixing the batch size of the export)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.direct = hasattr(model, "generator") and not hasattr(model, "encode")
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        return self.model.generator(z, labels) if self.direct else self.model.decode(z)
+        return self.model.decode(z) if labels is None else self.model.decode(z, labels)
 
 
 @dataclass

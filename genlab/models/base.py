@@ -103,7 +103,8 @@ class Reconstructs(ABC):
 class DecodesLatents(ABC):
     """Has a latent space to decode: latents(n, batch) gives n codes (of the batch's images
     where latents_from_images, else drawn from the prior; batch=None draws from the prior),
-    decode(z, labels) gives images in [-1, 1]."""
+    decode(z, labels) gives images in [-1, 1]; a conditional model's labels are a list of
+    classes (repeated over the batch) or one (B,) tensor, as an exported decoder takes them."""
 
     latent_dim: int
     #: latents come from images (encoders, GLO's codes), indexed by data set position
@@ -121,7 +122,7 @@ class DecodesLatents(ABC):
     def latents(self, n: int, batch: dict | None = None) -> Tensor: ...
 
     @abstractmethod
-    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor: ...
+    def decode(self, z: Tensor, labels: Sequence[int] | Tensor | None = None) -> Tensor: ...
 
 
 class SamplesPrior(ABC):

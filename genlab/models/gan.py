@@ -89,8 +89,10 @@ class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
         return self._z(n, self._device())
 
     @torch.no_grad()
-    def decode(self, z: Tensor, labels: Sequence[int] | None = None) -> Tensor:
-        return self.generator(z, self.class_labels(len(z), labels))
+    def decode(self, z: Tensor, labels: Sequence[int] | Tensor | None = None) -> Tensor:
+        if not torch.is_tensor(labels) and (labels or self.num_classes):  # len(z) only here: it would fix an export's batch
+            labels = self.class_labels(len(z), labels)
+        return self.generator(z, labels)
 
     @torch.no_grad()
     def sample(self, n: int, labels: Sequence[int] | None = None) -> Tensor:
