@@ -378,7 +378,7 @@ def write_report(runs: list[Run], out: Path, sort: tuple[str, str] | None = None
     paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
     atomic_write_text(paths["csv"], csv_text(columns, rows))
     summary = _summary(runs, sort, common)
-    md = [f"# genlab report\n", summary + "\n", markdown_table(columns, rows) + "\n"]
+    md = ["# genlab report\n", summary + "\n", markdown_table(columns, rows) + "\n"]
     md += [f"![{title}]({p.name})\n" for title, p in plots.items()]
     md.append(f"Sample grids and loss curves of every run: [{paths['html'].name}]({paths['html'].name})\n")
     atomic_write_text(paths["md"], "\n".join(md))
