@@ -23,7 +23,7 @@ from genlab.device import select_device
 from genlab.data.loading import eval_loader
 from genlab.metrics import mode_metrics
 
-LOSSES = ["minimax", "nonsat", "feature_matching", "wgan", "wgan_gp", "hinge", "lsgan", "r1"]
+LOSSES = ["minimax", "nonsat", "feature_matching", "wgan", "wgan_gp", "hinge", "lsgan", "r1", "ragan", "rahinge"]
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
             m = mode_metrics(model, eval_loader(train_cfg.data, "test"), device, OmegaConf.create({"mode_samples": 2500}))
             rows.append((data, loss, m["modes_covered"], m["modes_total"], m["high_quality"], wall))
             print(f"{data:7} {loss:17} modes {m['modes_covered']:2d}/{m['modes_total']:<2d}  high quality {m['high_quality']:.3f}  {wall:6.1f} s", flush=True)
-    print(f"\n| data | loss | modes covered | high-quality share | train wall s |\n|---|---|---|---|---|")
+    print("\n| data | loss | modes covered | high-quality share | train wall s |\n|---|---|---|---|---|")
     for data, loss, covered, total, hq, wall in rows:
         print(f"| {data} | {loss} | {covered}/{total} | {hq:.3f} | {wall:.0f} |")
     print(f"\nruns in {root}; {args.steps} steps each, seed {args.seed}")
