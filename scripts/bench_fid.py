@@ -36,29 +36,11 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from genlab.device import matmul_rate, synchronize
 from genlab.metrics.features import InceptionExtractor, onnxruntime_available, prepare
 from genlab.metrics.fid import GaussianStats, frechet_distance
 from genlab.metrics.image_quality import decode_rgb
 from genlab.metrics.inception import FIDInception, fid_helper_weights, load_inception
-
-
-def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of the best of `repeats` n x n matmuls."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def make_folders(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Path]:
@@ -208,11 +190,11 @@ def main() -> None:
         for side, images in sides.items():  # variants interleaved per side, so load changes hit them alike
             for label, fn in fns.items():
                 stats = GaussianStats(2048)
-                sync(device)
+                synchronize(device)
                 start = time.perf_counter()
                 for i in range(0, len(images), args.batch):
                     stats.update(fn(images[i : i + args.batch]))
-                sync(device)
+                synchronize(device)
                 timer.add(label, time.perf_counter() - start)
                 feats[label][side] = stats
         peaks.append(matmul_rate(device))

@@ -39,6 +39,7 @@ from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
 import genlab.config  # noqa: F401  (the resolvers the configs use)
+from genlab.device import matmul_rate, synchronize
 
 SETTINGS = {
     # name: (overrides, reference step builder)
@@ -48,24 +49,6 @@ SETTINGS = {
 }
 COMMON = ["trainer.log_every=5", "trainer.sample_every=0", "trainer.eval_every=0", "trainer.ckpt_every=0", "trainer.progress_bar=false",
           "trainer.eval_batches=1", "logger.tensorboard=false"]
-
-
-def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def make_translation_data(root: Path, n_train: int = 32, n_test: int = 4) -> None:
@@ -182,11 +165,11 @@ def time_reference(name: str, cfg, device: torch.device, precision: str, steps: 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)  # fp16: autocast without a grad scaler here
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else _null
     step(next(batches), autocast)  # warm-up
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step(next(batches), autocast)
-    sync(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps, counter.get_total_flops()
 
 
