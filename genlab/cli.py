@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # Ctrl-C while starting up or in a verb without its own handler
         print("genlab: interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:  # the verb's work is done or saved: a Ctrl-C while the interpreter shuts down would only kill it by signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_verb(verb: str, args: list[str]) -> None:

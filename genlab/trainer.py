@@ -121,7 +121,7 @@ class Trainer:
         self.precision = check_precision(t.precision, self.device)
         self.model = model.to(self.device)  # in place: the optimizers' parameters are the model's
         self.channels_last = bool(t.get("channels_last", False))
-        if self.channels_last:  # NHWC convolutions: faster for some conv nets and devices (scripts/bench_translation.py)
+        if self.channels_last:  # NHWC convolutions: faster for some conv nets and devices (scripts/bench_train.py --overrides trainer.channels_last=true)
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.world_size > 1:
             distributed.broadcast_state(self.model)

@@ -421,3 +421,17 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, monkeyp
     finally:
         if mounted:
             subprocess.run(["umount", str(run)], check=False)
+
+
+def test_ctrl_c_after_the_verb_has_finished_is_ignored(monkeypatch):
+    """Once the verb's work is done or saved, a late second Ctrl-C during interpreter shutdown
+    must not kill the process by signal (exit -2 instead of 130)."""
+    from genlab import cli
+
+    previous = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(cli, "_run_verb", lambda verb, args: None)
+    try:
+        cli.main(["train"])
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -70,7 +70,7 @@ class CycleGAN(AdversarialModel, Translates):
         if not gan and diffaugment:
             raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator for model.diffaugment to augment; drop it")
         self.adversarial = loss.bind(LeastSquares(), diffaugment)
-        self.adversarial.check_discriminators(**{"model.discriminator_A": discriminator_A})
+        self.adversarial.check_discriminators(**{"model.discriminator_A": discriminator_A, "model.discriminator_B": discriminator_B})
         self.phases = self.adversarial.phases(generator_first=True) if gan else (Phase("g", "g"),)
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
         self.use_gan, self.cycle_forward, self.cycle_backward = gan, cycle_forward, cycle_backward
