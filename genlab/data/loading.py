@@ -122,6 +122,9 @@ class TrainStream:
             batch_sampler=self.sampler,
             collate_fn=collate,
             num_workers=data_cfg.get("num_workers", 0),
+            # kept across epochs: a small data set (data.train_images) would otherwise start its
+            # workers again every few steps
+            persistent_workers=int(data_cfg.get("num_workers", 0)) > 0,
             pin_memory=torch.cuda.is_available(),
             generator=torch.Generator(),  # workers' base seed must not draw from the global RNG
         )
