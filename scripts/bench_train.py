@@ -48,7 +48,7 @@ SETTINGS = {
     "dcgan": ["experiment=dcgan", "data.batch_size=64"],
 }
 COMMON = ["trainer.log_every=5", "trainer.sample_every=0", "trainer.eval_every=0", "trainer.ckpt_every=0", "trainer.progress_bar=false",
-          "trainer.eval_batches=1", "logger.tensorboard=false"]
+          "trainer.eval_batches=1", "logger=jsonl"]
 
 
 def make_translation_data(root: Path, n_train: int = 32, n_test: int = 4) -> None:
