@@ -28,3 +28,20 @@ class RunError(GenlabError):
     """A run that started well and cannot go on (non-finite loss, full disk): exit code 1."""
 
     exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised by genlab's own SIGINT handlers."""
+
+
+class StartUpInterrupts:
+    """The SIGINT handler from the start of a verb until the trainer installs its own: raises
+    Interrupted, and remembers that it did, because a library on the way can swallow the
+    exception or turn it into an error of its own (both seen while torch and Hydra start up),
+    and the CLI must still end with its one line and exit code 130."""
+
+    tripped = False
+
+    def __call__(self, signum, frame):
+        self.tripped = True
+        raise Interrupted

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 
 def to_uint8(x: Tensor) -> Tensor:
@@ -34,6 +33,8 @@ def match_channels(*batches: Tensor) -> list[Tensor]:
 def grid(x: Tensor, ncol: int = 8) -> Tensor:
     """(N, C, H, W) in [-1, 1] -> (C, H', W') uint8 grid: grey images give a grey grid (one
     channel), RGB ones an RGB grid; batches mixing both go through match_channels first."""
+    from torchvision.utils import make_grid  # on first use: importing torchvision costs ~1.5 s of every start
+
     g = make_grid(to_uint8(x), nrow=ncol, padding=2, pad_value=255)
     return g[:1] if x.shape[1] == 1 else g  # make_grid repeats a single channel three times
 

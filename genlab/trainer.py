@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab import GenlabError, RunError, checkpoint, distributed
+from genlab import GenlabError, Interrupted, RunError, StartUpInterrupts, checkpoint, distributed
 from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
 from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
@@ -262,7 +262,7 @@ class Trainer:
         finally:
             self._writing = False
             if self._abort:
-                raise KeyboardInterrupt
+                raise Interrupted
 
     def _checkpoint_when_confirmed(self) -> None:
         """A periodic checkpoint is held back until the next step has run on its weights with
@@ -500,10 +500,12 @@ class Trainer:
                 if self._writing:  # let the checkpoint write finish, then stop
                     self._abort = True
                     return
-                raise KeyboardInterrupt
+                raise Interrupted
             self._signal = signum
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        if isinstance(previous[signal.SIGINT], StartUpInterrupts) and previous[signal.SIGINT].tripped:  # swallowed on the way
+            self._signal = signal.SIGINT
         try:
             yield
         finally:

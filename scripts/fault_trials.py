@@ -1,8 +1,9 @@
 """Fault trials, run by hand (tests/test_faults.py has the fast cases): kill -9 at random
-moments, SIGTERM, SIGINT, a double SIGINT, a full disk, corrupt images, crafted checkpoints and
-bad config values, each against the real `genlab` command. Prints one table row per case:
-how many trials left a loadable last.pt, resumed, ended bit-identical to an uninterrupted run,
-left temporary files behind, and failed with exactly one line on stderr.
+moments, SIGTERM, SIGINT, a double SIGINT, Ctrl-C during start-up, a full disk, corrupt
+images, crafted checkpoints and bad config values, each against the real `genlab` command.
+Prints one table row per case: how many trials left a loadable last.pt, resumed, ended
+bit-identical to an uninterrupted run, left temporary files behind, and failed with exactly
+one line on stderr.
 
     python scripts/fault_trials.py                      # 20 kill -9 trials, 3 of each signal
     python scripts/fault_trials.py --kills 50 --steps 80 --model conv_vae
@@ -197,6 +198,27 @@ def bad_inputs(trials: Trials, table: Table) -> None:
         table.add(case, 1, one=f"{int(ok)}/1 exit {proc.returncode}{note}: {proc.stderr.strip()[:90]}")
 
 
+def start_up_sigint(trials: Trials, table: Table, n: int) -> None:
+    """Ctrl-C at a random moment of the first seconds of `genlab train` (imports, config, data,
+    the first steps): exit 130, no traceback, at most one line on stderr, never a hang."""
+    ok, codes = 0, {}
+    for _ in range(n):
+        cwd = Path(tempfile.mkdtemp(dir=trials.work))
+        proc = subprocess.Popen(genlab_cmd("train", *QUIET), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(random.uniform(0.2, 5.0))
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            code = "hang"
+        codes[code] = codes.get(code, 0) + 1
+        ok += code == 130 and (not err.strip() or one_line(err))
+    table.add("SIGINT at a random start-up moment", n, one=f"{ok}/{n} exit 130, at most one line (exits: {codes})")
+
+
 def disk_full(trials: Trials, table: Table) -> None:
     size = (trials.reference / "checkpoints" / "last.pt").stat().st_size
     mount = trials.work / "small_disk"
@@ -222,6 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20, help="kill -9 trials")
     parser.add_argument("--signals", type=int, default=3, help="trials of each signal case")
+    parser.add_argument("--startups", type=int, default=20, help="Ctrl-C trials during start-up")
     parser.add_argument("--model", default="conv_vae")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--ckpt-every", type=int, default=5)
@@ -250,6 +273,7 @@ def main() -> None:
         trials.signal_case(table, "SIGTERM", args.signals, lambda p: p.send_signal(signal.SIGTERM), 143)
         trials.signal_case(table, "SIGINT", args.signals, lambda p: p.send_signal(signal.SIGINT), 130)
         trials.signal_case(table, "double SIGINT", args.signals, double_sigint, 130)
+        start_up_sigint(trials, table, args.startups)
         disk_full(trials, table)
         crafted_checkpoints(trials, table)
         bad_inputs(trials, table)

@@ -361,6 +361,30 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     assert err.strip() == "genlab: interrupted"
 
 
+def test_a_ctrl_c_that_a_library_swallowed_still_stops_with_one_line(tmp_path):
+    """A SIGINT that lands in a weakref callback during an import is dropped by Python as
+    "unraisable"; the CLI remembers it, and the trainer does not start training."""
+    from genlab import StartUpInterrupts
+
+    script = ("import os, signal, sys\nfrom genlab import cli\n"
+              "def verb(name, args):\n"
+              "    try:\n        os.kill(os.getpid(), signal.SIGINT); [None for _ in range(10**6)]\n"
+              "    except KeyboardInterrupt:\n        pass  # a library's except\n"
+              "cli._run_verb = verb\ncli.main(['train'])\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stderr.strip()) == (130, "genlab: interrupted")
+
+    interrupts = StartUpInterrupts()
+    interrupts.tripped = True
+    previous = signal.signal(signal.SIGINT, interrupts)
+    try:
+        result = train.run(_cfg(["model=ae", "trainer.max_steps=5", "trainer.eval_every=0", "trainer.sample_every=0", *QUIET]),
+                           run_dir=tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result["interrupted"] == "SIGINT" and result["step"] == 0
+
+
 def test_kill_9_leaves_a_loadable_checkpoint_and_resume_cleans_up(tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "genlab.cli", "train", "model=conv_vae", "trainer.max_steps=100000", "trainer.ckpt_every=1",

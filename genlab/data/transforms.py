@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms import v2
 
 
-def prepare(size: int, channels: int, center_crop: int | None = None) -> v2.Compose:
+def prepare(size: int, channels: int, center_crop: int | None = None):
     """PIL image -> float tensor (channels, size, size) in [-1, 1]: optional center crop,
     resize of the short side to `size` and a center crop to a square."""
+    from torchvision.transforms import v2  # on first use: importing torchvision costs ~1.5 s of every start
+
     steps = [v2.Grayscale(1) if channels == 1 else v2.RGB(), v2.ToImage()]
     if center_crop:
         steps.append(v2.CenterCrop(center_crop))
