@@ -88,17 +88,19 @@ class Trials:
         first = self._first_checkpoint(self.reference, proc)
         if proc.wait() != 0:
             raise SystemExit("the reference run failed")
-        self.window = time.perf_counter() - first  # from the first checkpoint to the end of training
+        # the training loop, from the first checkpoint to the last step's one: a signal after it finds
+        # the work done and saved (the run then ends 0, or by SIGTERM's default during its last pictures)
+        self.window = (self.reference / "checkpoints" / f"step_{args.steps:07d}.pt").stat().st_mtime - first
         self.expected = final_state(self.reference)
         print(f"reference: {args.model}, {args.steps} steps, checkpoint every {args.ckpt_every}; "
-              f"{self.window:.1f} s from the first checkpoint to the end", flush=True)
+              f"{self.window:.1f} s from the first checkpoint to the last step's", flush=True)
 
     @staticmethod
     def _first_checkpoint(run: Path, proc: subprocess.Popen) -> float:
         deadline = time.time() + 600
         while not (run / "checkpoints" / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.01)
-        return time.perf_counter()
+        return time.time()
 
     def interrupted_run(self, name: str, interrupt) -> tuple[Path, subprocess.CompletedProcess | None, subprocess.Popen]:
         """Start a run, wait for its first checkpoint, then call interrupt(proc) at a random moment."""
@@ -124,7 +126,7 @@ class Trials:
         return True, True, same(final_state(run), self.expected), len(temporaries(run))
 
     def signal_case(self, table: Table, case: str, n: int, send, expected_code: int) -> None:
-        counts = [0, 0, 0, 0, 0]
+        counts, codes = [0, 0, 0, 0, 0], {}
         for i in range(n):
             run, err, proc = self.interrupted_run(f"{case}_{i}", send)
             loadable, resumed, exact, left = self.check(run)
@@ -134,7 +136,10 @@ class Trials:
             counts[3] += left
             # a stopped run logs its resume command and exits quietly; an aborted one says one line
             counts[4] += proc.returncode == expected_code and (not err.strip() or one_line(err))
-        table.add(case, n, *counts[:4], f"{counts[4]}/{n} exit {expected_code}")
+            codes[proc.returncode] = codes.get(proc.returncode, 0) + 1
+            if proc.returncode != expected_code:
+                print(f"{case} trial {i}: exit {proc.returncode}, stderr: {err.strip()[-300:]!r}", flush=True)
+        table.add(case, n, *counts[:4], f"{counts[4]}/{n} exit {expected_code} (exits: {codes})")
 
 
 def crafted_checkpoints(trials: Trials, table: Table) -> None:
@@ -216,6 +221,8 @@ def start_up_sigint(trials: Trials, table: Table, n: int) -> None:
             code = "hang"
         codes[code] = codes.get(code, 0) + 1
         ok += code == 130 and (not err.strip() or one_line(err))
+        if code != 130:
+            print(f"start-up SIGINT: exit {code}, stderr: {err.strip()[-300:]!r}", flush=True)
     table.add("SIGINT at a random start-up moment", n, one=f"{ok}/{n} exit 130, at most one line (exits: {codes})")
 
 
