@@ -43,14 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, interrupts)
     try:
         _run_verb(verb, argv[1:])
-    except BaseException as e:  # Ctrl-C while starting up or in a verb without its own handler, or a library's error made of it
-        if interrupts.tripped or isinstance(e, KeyboardInterrupt):
-            _interrupted()
-        raise
+    except KeyboardInterrupt:  # Ctrl-C while starting up or in a verb without its own handler
+        _interrupted()
     finally:  # the verb's work is done or saved: a Ctrl-C while the interpreter shuts down would only kill it by signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if interrupts.tripped:  # swallowed by a library on the way, yet the user asked to stop
-        _interrupted()
+        if interrupts.tripped:  # a Ctrl-C that a library swallowed or made into its own error: the user asked to stop
+            _interrupted()
 
 
 def _interrupted() -> None:

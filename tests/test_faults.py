@@ -362,8 +362,8 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path):
 
 
 def test_a_ctrl_c_that_a_library_swallowed_still_stops_with_one_line(tmp_path):
-    """A SIGINT that lands in a weakref callback during an import is dropped by Python as
-    "unraisable"; the CLI remembers it, and the trainer does not start training."""
+    """A SIGINT whose exception a library catches and drops (seen once during start-up: the run
+    trained on): the CLI remembers it and exits 130, and the trainer does not start training."""
     from genlab import StartUpInterrupts
 
     script = ("import os, signal, sys\nfrom genlab import cli\n"
