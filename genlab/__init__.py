@@ -10,6 +10,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 _WORKER_PREFIX = "Caught GenlabError in DataLoader worker"
 
 
+def load(path, device: str = "auto", ema: bool = True):
+    """A trained model for inference: genlab.load("outputs/run").sample(16). See genlab.api."""
+    from genlab.api import load as _load
+
+    return _load(path, device, ema)
+
+
 class GenlabError(Exception):
     """A user-facing error: the CLI prints its message as one line, without a traceback, and
     exits with `exit_code` (2: a usage error, fixed by changing the command line)."""
