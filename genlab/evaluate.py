@@ -68,7 +68,8 @@ def checkpoint_metrics(cfg: DictConfig, device) -> tuple[dict, dict, Path]:
         seed_everything(int(cfg.seed))
         iq = _image_quality(cfg, device)
         pairs = _translation_sources(cfg, model, data_cfg, device) if isinstance(model, Translates) else {
-            "": (model_source(model, int(cfg.n_samples), int(cfg.inception.batch_size), list(cfg.labels) if cfg.get("labels") else None),
+            "": (model_source(model, int(cfg.n_samples), int(cfg.inception.batch_size), list(cfg.labels) if cfg.get("labels") else None,
+                              int(cfg.seed)),
                  _real_source(cfg, data_cfg))}
         for direction, (fake, real) in pairs.items():
             suffix = f"_{direction}" if direction else ""

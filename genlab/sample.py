@@ -34,8 +34,10 @@ MODES = {
     "translate": (Translates,),
 }
 # keys of the translate mode, with the defaults that leave them unused
-TRANSLATE_KEYS = {"input": None, "preprocess": "resize", "load_size": None, "grid": True}
+TRANSLATE_KEYS = {"input": None, "preprocess": "resize", "load_size": None}
 PREPROCESS = ("resize", "scale_width", "none")
+FORMATS = ("png", "npz")
+FILE_MODES = ("prior", "translate")  # the modes that write a file per sample with grid=false
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -72,10 +74,20 @@ def run(cfg: DictConfig) -> dict:
     translate_keys = {k: cfg.get(k) for k, default in TRANSLATE_KEYS.items() if cfg.get(k) != default}
     if translate_keys and "translate" not in modes:
         raise GenlabError(f"{', '.join(f'{k}={v}' for k, v in translate_keys.items())} applies to modes=[translate] only")
+    fmt, per_sample = str(cfg.get("format", "png")), not cfg.get("grid", True) or cfg.get("format", "png") == "npz"
+    if fmt not in FORMATS:
+        raise GenlabError(f"format={fmt!r} is not one of {', '.join(FORMATS)}")
+    if per_sample and [m for m in modes if m not in FILE_MODES]:
+        raise GenlabError(f"grid=false and format=npz apply to modes {' and '.join(FILE_MODES)}; "
+                          f"{', '.join(m for m in modes if m not in FILE_MODES)} only draw grids (modes=[prior])")
+    if fmt == "npz" and "translate" in modes:
+        raise GenlabError("format=npz applies to modes=[prior]; translations are written as PNG files per input")
     out = cfg.get("out") or path.parent.parent / "samples" / path.stem
     seed_everything(int(cfg.seed))
     need = max(int(cfg.n), 2 * int(cfg.interp.pairs), int(cfg.chain.chains))
-    if cfg.get("input"):  # translate a folder: no data set needed
+    if per_sample and modes == ["prior"] and model.samples_images:  # streamed samples: no data set needed
+        loader, batch = None, None
+    elif cfg.get("input"):  # translate a folder: no data set needed
         loader, batch = None, None
     else:
         split = model.latent_split if isinstance(model, DecodesLatents) and model.latent_split else cfg.split
@@ -85,6 +97,9 @@ def run(cfg: DictConfig) -> dict:
         cfg.train_data = train_cfg.data  # the translate mode reads folders at the training size
     written = []
     with torch.no_grad():
+        if per_sample and "prior" in modes:
+            written += prior_files(model, cfg, Path(out))
+            modes = [m for m in modes if m != "prior"]
         for mode in modes:
             written += MODE_FUNCTIONS[mode](model, batch, cfg, out, loader.dataset if loader else None)
     for p in written:
@@ -94,6 +109,71 @@ def run(cfg: DictConfig) -> dict:
 
 def _labels(cfg) -> dict:
     return {"labels": list(cfg.labels)} if cfg.get("labels") else {}
+
+
+def prior_files(model, cfg, out: Path) -> list[Path]:
+    """n samples, drawn in batches of batch_size (constant memory for any n), as one PNG each
+    (<out>/prior/000000.png ..., with labels.csv for a conditional model) or, format=npz, one
+    uint8 (n, H, W, C) array arr_0 (and the labels as arr_1) in <out>/prior.npz, the layout
+    of guided-diffusion's sample files. The random state is seeded first, so these are the
+    samples genlab eval ckpt=... seed=<seed> inception.batch_size=<batch_size> scores."""
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+    from tqdm import tqdm
+
+    from genlab.atomic import atomic_write, atomic_write_text
+    from genlab.images import to_uint8
+
+    if not model.samples_images:
+        raise GenlabError(f"grid=false and format=npz write images; {type(model).__name__} samples 2-D points here (a scatter plot: grid=true)")
+    n, bs, fmt = int(cfg.n), int(cfg.get("batch_size", 256)), str(cfg.get("format", "png"))
+    if n < 1 or bs < 1:
+        raise GenlabError(f"n={n} and batch_size={bs} must be at least 1")
+    conditional = isinstance(model, Conditional) and model.num_classes
+    chosen = list(cfg.labels) if cfg.get("labels") else None
+    c, h, w = model.sample_shape
+    folder, width = out / "prior", max(6, len(str(n - 1)))
+    tmp = out / ".prior.npy.tmp"
+    if fmt == "npz":
+        out.mkdir(parents=True, exist_ok=True)
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w, c))  # on disk, not in memory
+    labels = np.zeros(n, dtype=np.int64)
+    seed_everything(int(cfg.seed))
+    try:
+        with tqdm(total=n, desc="samples", unit="img", disable=not cfg.get("progress", True), leave=False) as bar:
+            for start in range(0, n, bs):
+                b = min(bs, n - start)
+                if conditional:
+                    labels[start : start + b] = model.class_labels(b, chosen).cpu().numpy()  # what sample(b, labels) draws
+                x = to_uint8(model.sample(b, **({"labels": chosen} if chosen else {}))).permute(0, 2, 3, 1).cpu().numpy()  # (b, H, W, C)
+                if fmt == "npz":
+                    array[start : start + b] = x
+                else:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for i, im in enumerate(x):
+                        Image.fromarray(im[..., 0] if c == 1 else im).save(folder / f"{start + i:0{width}d}.png")
+                bar.update(b)
+        if fmt == "png":
+            files = [folder]
+            if conditional:
+                rows = "".join(f"{i:0{width}d}.png,{y}\n" for i, y in enumerate(labels))
+                files.append(atomic_write_text(folder / "labels.csv", "file,label\n" + rows))
+            return files
+        array.flush()
+        del array
+
+        def write(f):
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as z:  # np.savez's layout, streamed from disk
+                z.write(tmp, "arr_0.npy")
+                if conditional:
+                    with z.open("arr_1.npy", "w") as member:
+                        np.lib.format.write_array(member, labels)
+
+        return [atomic_write(out / "prior.npz", write)]
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _recon(model, batch, cfg, out, dataset):

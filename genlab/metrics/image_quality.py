@@ -56,10 +56,16 @@ class Features:
     logits: list = field(default_factory=list)
 
 
-def model_source(model, n: int, batch_size: int, labels=None) -> Source:
-    """n samples of a model, quantised to uint8 as image files are."""
+def model_source(model, n: int, batch_size: int, labels=None, seed: int | None = None) -> Source:
+    """n samples of a model, quantised to uint8 as image files are; with a seed, the random
+    state is seeded as the samples start, so they are the ones `genlab sample grid=false
+    seed=<seed> batch_size=<batch_size>` writes."""
 
     def batches():
+        if seed is not None:
+            from genlab.config import seed_everything
+
+            seed_everything(seed)
         for start in range(0, n, batch_size):
             kw = {"labels": labels} if labels else {}
             yield to_uint8(model.sample(min(batch_size, n - start), **kw)).cpu()
