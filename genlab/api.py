@@ -29,6 +29,8 @@ def load(path: str | os.PathLike, device: str = "auto", ema: bool = True) -> Tra
     where the run kept them and ema is set."""
     dev = select_device(device)
     model, cfg, state, path, weights = checkpoint.load_trained(path, dev, ema)
+    if not ema and path.name == "config.json" and state.get("weights") == "ema":  # an export holds one set of weights
+        raise GenlabError(f"{path.parent} holds the EMA weights only; export the live ones with genlab export format=safetensors use_ema=false")
     return Trained(model, cfg, int(state.get("step", 0)), weights, path, dev)
 
 

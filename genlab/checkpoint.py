@@ -36,13 +36,20 @@ def save(state: dict, path: Path) -> None:
 
 
 def load(path: str | os.PathLike) -> tuple[dict, Path]:
-    """(state, file path) of a genlab checkpoint, or one clear GenlabError."""
-    p = resolve(path)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, pickle with code in it, not a torch file at all
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise GenlabError(f"cannot read checkpoint {p}: it is corrupt or not a genlab checkpoint ({first})") from None
+    """(state, file path) of a genlab checkpoint (or of a `genlab export format=safetensors`
+    folder), or one clear GenlabError."""
+    folder = Path(path).expanduser()
+    if (folder / "config.json").is_file() and (folder / "contract.json").is_file():
+        from genlab.export import read_safetensors
+
+        state, p = read_safetensors(folder), folder / "config.json"
+    else:
+        p = resolve(path)
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated zip, pickle with code in it, not a torch file at all
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise GenlabError(f"cannot read checkpoint {p}: it is corrupt or not a genlab checkpoint ({first})") from None
     if not isinstance(state, dict) or "genlab_format" not in state:
         raise GenlabError(f"{p} is not a genlab checkpoint (no genlab_format key); pass a file written by genlab train")
     if state["genlab_format"] > FORMAT:

@@ -2,7 +2,9 @@
 files other runtimes load, with a dynamic batch (and dynamic height and width where the net
 takes any), plus contract.json: what each file takes and gives (shapes, value range,
 channels, latent size and prior, the size multiple of height and width) and how far its
-outputs were from genlab's own on a check input of another size."""
+outputs were from genlab's own on a check input of another size. format=safetensors: each
+network's weights (a format that runs no code when opened) with config.json, contract.json
+and a model card, a folder genlab.load and every verb read back."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from genlab import GenlabError, __version__, checkpoint
 from genlab.atomic import atomic_write
 from genlab.models.base import Conditional, DecodesLatents, Reconstructs, Translates
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 TOLERANCE = 1e-3  # an exported file further than this from genlab's output is refused
 
 
@@ -145,6 +147,10 @@ def run(cfg: DictConfig) -> dict:
     torch.manual_seed(int(cfg.seed))
     contract = {"genlab": __version__, "checkpoint": str(path), "step": int(state.get("step", 0)), "weights": weights,
                 "model": type(model).__name__, "format": fmt, "files": {}}
+    if fmt == "safetensors":
+        if direction is not None:
+            raise GenlabError("format=safetensors writes the whole model's weights; drop direction=")
+        return _safetensors(model, train_cfg, state, path, contract, out)
     for part in parts(model, train_cfg.data, direction):
         part.module.eval()
         file = out / f"{part.name}{FORMATS[fmt]}"
@@ -264,3 +270,94 @@ def run_file(file: Path, fmt: str, inputs: dict[str, Tensor]) -> Tensor:
         module = torch.jit.load(str(file))
     with torch.no_grad():
         return module(*inputs.values())
+
+
+def _require_safetensors():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise GenlabError("format=safetensors needs the safetensors package: pip install 'genlab[safetensors]'") from None
+    return safetensors.torch
+
+
+def networks(model: nn.Module) -> dict[str, dict[str, Tensor]]:
+    """The model's state by network (its top-level submodules; "model" for its own tensors),
+    each tensor a copy of its own (safetensors stores no shared or strided memory)."""
+    groups: dict[str, dict[str, Tensor]] = {}
+    for key, value in model.state_dict().items():
+        name, _, rest = key.partition(".")
+        name, rest = (name, rest) if rest else ("model", key)
+        # a module's extra state (CycleGAN's image pools: {"images": tensor}) as key::field
+        fields = {f"{rest}::{k}": v for k, v in value.items()} if isinstance(value, dict) else {rest: value}
+        for k, v in fields.items():
+            if not torch.is_tensor(v):
+                raise GenlabError(f"{type(model).__name__} state {key} holds a {type(v).__name__}, which safetensors cannot store")
+            groups.setdefault(name, {})[k] = v.detach().cpu().contiguous().clone()
+    return groups
+
+
+def _safetensors(model: nn.Module, train_cfg: DictConfig, state: dict, path: Path, contract: dict, out: Path) -> dict:
+    st = _require_safetensors()
+    written = []
+    for name, tensors in networks(model).items():
+        file = out / f"{name}.safetensors"
+        atomic_write(file, lambda f, t=tensors, n=name: f.write(st.save(t, metadata={"genlab": __version__, "network": n})))
+        contract["files"][name] = {"file": file.name, "tensors": len(tensors), "parameters": sum(v.numel() for v in tensors.values())}
+        written.append(file)
+        print(f"wrote {file}")
+    contract["interface"] = {p.name: p.contract for p in parts(model, train_cfg.data, None)}  # what the rebuilt model takes and gives
+    config = {"genlab_format": checkpoint.FORMAT, "config": state["config"], "choices": state.get("choices", {}),
+              "step": contract["step"], "weights": contract["weights"]}
+    for name, record in (("config.json", config), ("contract.json", contract)):
+        atomic_write(out / name, lambda f, r=record: f.write(json.dumps(r, indent=2).encode()))
+        print(f"wrote {out / name}")
+    card = out / "README.md"
+    atomic_write(card, lambda f: f.write(model_card(model, state, path, contract).encode()))
+    print(f"wrote {card}")
+    return {"files": [str(f) for f in written], "contract": str(out / "contract.json"), **contract}
+
+
+def read_safetensors(folder: Path) -> dict:
+    """A safetensors export as checkpoint.load gives a checkpoint: config, choices, step and
+    the weights it holds (as "model", and as "ema" where they are the EMA weights)."""
+    st = _require_safetensors()
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        files = json.loads((folder / "contract.json").read_text())["files"]
+        weights = {}
+        for name, entry in files.items():
+            for key, value in st.load_file(str(folder / entry["file"])).items():
+                key, _, field = (key if name == "model" else f"{name}.{key}").partition("::")
+                if field:  # a module's extra state, a dict of tensors
+                    weights.setdefault(key, {})[field] = value
+                else:
+                    weights[key] = value
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise GenlabError(f"cannot read the safetensors export {folder}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
+                          "pass a folder written by genlab export format=safetensors") from None
+    if not isinstance(config, dict):
+        raise GenlabError(f"{folder}/config.json is not a genlab export config; pass a folder written by genlab export format=safetensors")
+    return {**config, "model": weights, "ema": weights if config.get("weights") == "ema" else None}
+
+
+def model_card(model: nn.Module, state: dict, path: Path, contract: dict) -> str:
+    """README.md for a model hub: family, data, steps, the latest evaluation and its protocol."""
+    choices = state.get("choices", {})
+    family, data = choices.get("model") or type(model).__name__, choices.get("data") or "?"
+    lines = ["---", "library_name: genlab", f"tags: [genlab, {family}, {type(model).__name__.lower()}]", "---", "",
+             f"# {type(model).__name__} ({family}) on {data}", "",
+             f"Trained with genlab {__version__} for {contract['step']} steps; {contract['weights']} weights of `{path.name}`.", ""]
+    evaluation = path.with_name(path.stem + ".eval.json")
+    if evaluation.is_file():
+        record = json.loads(evaluation.read_text())
+        lines += ["## Metrics", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.6g} |" for k, v in record.get("metrics", {}).items()]
+        keep = ("split", "step", "weights", "generated", "reference", "mode", "weights_sha256", "seed", "genlab_version")
+        lines += ["", "Protocol: " + ", ".join(f"{k}={record['protocol'][k]}" for k in keep if k in record.get("protocol", {})), ""]
+    else:
+        lines += ["## Metrics", "", f"No evaluation yet: `genlab eval ckpt={path}` writes {evaluation.name}, then export again.", ""]
+    lines += ["## Use", "", "```python", "import genlab", "", 'model = genlab.load("path/to/this/folder")',
+              f"print(model.capabilities)   # {', '.join(contract['interface'])}", "```", "",
+              "Files: " + ", ".join(f"`{e['file']}`" for e in contract["files"].values())
+              + ", `config.json` (the training config genlab rebuilds the model from), `contract.json` (shapes and ranges).", ""]
+    return "\n".join(lines)

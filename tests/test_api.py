@@ -98,3 +98,46 @@ def test_sample_with_a_seed_repeats_and_leaves_the_global_state(tmp_path):
     assert torch.equal(a, b) and a.shape == (4, 1, 32, 32) and a.abs().max() <= 1
     assert not torch.equal(gan.sample(4, seed=4), a)
     torch.testing.assert_close(gan.decode(gan.latents(4, seed=3)), a)
+
+
+@pytest.mark.parametrize("name", ["cgan", "cyclegan"])
+def test_a_safetensors_export_loads_to_the_same_model(name, tmp_path):
+    import json
+
+    from genlab import export
+
+    overrides = {"cgan": ["model=cgan", *NARROW["cgan"]], "cyclegan": ["experiment=cyclegan_digits2edges", *NARROW["cyclegan"]]}[name]
+    train.run(compose_train([*overrides, *TINY]), run_dir=tmp_path / "run")
+    with initialize_config_module(config_module="genlab.configs", version_base=None):
+        cfg = compose(config_name="export", overrides=[f"ckpt={tmp_path / 'run'}", "format=safetensors", f"out={tmp_path / 'st'}"])
+    export.run(cfg)
+    folder = tmp_path / "st"
+    contract = json.loads((folder / "contract.json").read_text())
+    assert {f"{n}.safetensors" for n in contract["files"]} == {p.name for p in folder.glob("*.safetensors")}
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: genlab") and "for 2 steps" in card
+    original, exported = genlab.load(tmp_path / "run", device="cpu"), genlab.load(folder, device="cpu")
+    assert exported.step == 2 and exported.capabilities == original.capabilities
+    if name == "cgan":
+        torch.testing.assert_close(exported.sample(6, labels=[1, 2], seed=0), original.sample(6, labels=[1, 2], seed=0), rtol=0, atol=0)
+    else:
+        x = torch.rand(2, 1, 32, 32) * 2 - 1
+        for d in ("AtoB", "BtoA"):
+            torch.testing.assert_close(exported.translate(x, d), original.translate(x, d), rtol=0, atol=0)
+    sd = {k: v for k, v in original.model.state_dict().items()}
+    assert set(exported.model.state_dict()) == set(sd)
+
+
+def test_a_safetensors_export_with_a_foreign_target_is_refused(tmp_path):
+    import json
+
+    from genlab import export
+
+    train.run(compose_train(["model=vae", *TINY]), run_dir=tmp_path / "run")
+    with initialize_config_module(config_module="genlab.configs", version_base=None):
+        export.run(compose(config_name="export", overrides=[f"ckpt={tmp_path / 'run'}", "format=safetensors", f"out={tmp_path / 'st'}"]))
+    config = json.loads((tmp_path / "st" / "config.json").read_text())
+    config["config"]["model"]["_target_"] = "os.system"
+    (tmp_path / "st" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GenlabError, match=r"refusing model._target_=os.system"):
+        genlab.load(tmp_path / "st")

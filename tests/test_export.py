@@ -124,7 +124,7 @@ def test_autoencoder_encoder_and_decoder_exports_match_genlab(fmt, run, tmp_path
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    (["format=tflite"], "format='tflite' is not one of onnx, torchscript"),
+    (["format=tflite"], "format='tflite' is not one of onnx, torchscript, safetensors"),
     (["direction=AtoB"], "direction='AtoB': GAN translates nothing"),
 ])
 def test_export_refuses_in_one_line(overrides, message, run):
