@@ -107,11 +107,16 @@ class WandbSink(Sink):
         wandb = _optional("wandb", "wandb")
         o = dict(options)
         self.wandb = wandb
-        self.run = wandb.init(
-            project=o.get("project") or "genlab", entity=o.get("entity"), name=o.get("name") or str(run_dir),
-            group=o.get("group"), tags=list(o.get("tags") or []), mode=o.get("mode"), dir=str(o.get("dir") or run_dir),
-            id=_stable_id(run_dir), resume="allow", config=flatten(config), reinit="finish_previous",
-        )
+        try:
+            self.run = wandb.init(
+                project=o.get("project") or "genlab", entity=o.get("entity"), name=o.get("name") or str(run_dir),
+                group=o.get("group"), tags=list(o.get("tags") or []), mode=o.get("mode"), dir=str(o.get("dir") or run_dir),
+                id=_stable_id(run_dir), resume="allow", config=flatten(config), reinit="finish_previous",
+            )
+        except (wandb.errors.UsageError, wandb.errors.AuthenticationError) as e:  # no account or key on this machine
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise GenlabError(f"logger=wandb cannot log in to W&B ({first}): run `wandb login` (or set WANDB_API_KEY), "
+                              "or log offline with logger.wandb.mode=offline and `wandb sync` the run later") from None
 
     def scalars(self, step, values):
         self.run.log(dict(values), step=step)
@@ -137,10 +142,11 @@ class MlflowSink(Sink):
         from mlflow.tracking import MlflowClient
 
         o = dict(options)
-        self.client = MlflowClient(tracking_uri=o.get("tracking_uri"))
+        uri, artifacts = mlflow_location(run_dir, o.get("tracking_uri"))
+        self.client = MlflowClient(tracking_uri=uri)
         name = o.get("experiment") or "genlab"
         experiment = self.client.get_experiment_by_name(name)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(name, artifact_location=artifacts)
         tag = str(run_dir.resolve())
         found = self.client.search_runs([experiment_id], f"tags.`genlab.run_dir` = '{tag}'", max_results=1)
         if found:
@@ -148,6 +154,8 @@ class MlflowSink(Sink):
             self.client.update_run(self.run_id, status="RUNNING")
         else:
             self.run_id = self.client.create_run(experiment_id, tags={"genlab.run_dir": tag}, run_name=o.get("run_name") or str(run_dir)).info.run_id
+
+        print(f"mlflow: run {self.run_id} in {uri} (open it with: mlflow ui --backend-store-uri {uri})", flush=True)
 
     def scalars(self, step, values):
         from mlflow.entities import Metric
@@ -171,6 +179,21 @@ class MlflowSink(Sink):
 
     def close(self):
         self.client.set_terminated(self.run_id)
+
+
+def mlflow_location(run_dir: Path, tracking_uri: str | None) -> tuple[str, str | None]:
+    """(tracking URI, artifact location of a new experiment): tracking_uri, else
+    $MLFLOW_TRACKING_URI, else <root>/mlflow.db with artifacts in <root>/mlruns, where root is
+    the outputs/ or multirun/ folder above the run (else the run's parent), not the current
+    directory: one store for all runs, found again beside them."""
+    import os
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return str(uri), None
+    run_dir = run_dir.resolve()
+    root = next((p for p in run_dir.parents if p.name in ("outputs", "multirun")), run_dir.parent)
+    return f"sqlite:///{root / 'mlflow.db'}", (root / "mlruns").as_uri()
 
 
 def _mlflow_key(name: str) -> str:

@@ -123,3 +123,33 @@ def test_mlflow_file_store_logs_scalars_images_params_and_resumes_the_run(make_c
     (again,) = client.search_runs([run.info.experiment_id])
     assert again.info.run_id == run.info.run_id
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/mse")] == [2, 4, 6]
+
+
+def test_wandb_without_an_account_is_one_line_before_training(make_cfg, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="logger=wandb needs pip install 'genlab[wandb]'")
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("HOME", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):  # no ~/.netrc, no stored key
+        monkeypatch.setenv(var, str(tmp_path / "home"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: no network, whatever happens
+    with pytest.raises(GenlabError, match=r"^logger=wandb cannot log in to W&B \(.*\): run `wandb login`.*logger\.wandb\.mode=offline"):
+        train_with(make_cfg, tmp_path / "run", ["logger=wandb"])
+    assert not list((tmp_path / "run").glob("checkpoints/*.pt"))
+
+
+def test_mlflow_without_a_tracking_uri_writes_beside_outputs_and_says_where(make_cfg, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("mlflow", reason="logger=mlflow needs pip install 'genlab[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    run_dir = tmp_path / "outputs" / "2026-01-01" / "10-00-00"
+    train_with(make_cfg, run_dir, ["logger=mlflow"])
+    uri = f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}"
+    assert f"in {uri} (open it with: mlflow ui --backend-store-uri {uri})" in capsys.readouterr().out
+    assert not list((tmp_path / "elsewhere").iterdir())  # nothing in the directory the command ran from
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("genlab").experiment_id])
+    assert run.data.tags["genlab.run_dir"] == str(run_dir.resolve())
+    assert (tmp_path / "outputs" / "mlruns").is_dir()
