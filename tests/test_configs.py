@@ -113,6 +113,13 @@ def test_gan_ring8_with_wgan_gp_gets_the_toy_settings_of_gan_toy_py(data, make_c
     assert (cfg.optim._target_, cfg.optim.lr, list(cfg.optim.betas)) == ("torch.optim.Adam", 1e-4, [0.5, 0.9])
 
 
+def test_gan_ring8_with_r1_applies_it_on_every_discriminator_step_as_its_paper(make_cfg):
+    """Mescheder et al. 2018 (LMescheder/GAN_stability): gamma 10 on every step, not lazily every 16."""
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=r1"], fast=False)
+    assert (cfg.loss.r1_gamma, cfg.loss.r1_every, cfg.optim.lr) == (10.0, 1, 1e-3)
+    assert make_cfg("train", ["model=gan_mlp", "loss=r1"], fast=False).loss.r1_every == 16
+
+
 def test_a_loss_without_toy_settings_gets_the_experiments_own(make_cfg):
     cfg = make_cfg("train", ["experiment=gan_ring8", "loss=hinge"], fast=False)
     assert (cfg.optim.lr, list(cfg.optim.betas)) == (1e-3, [0.5, 0.999])
