@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from genlab import GenlabError
 
-GROUPS = ("model", "data", "loss", "optim", "scheduler", "trainer", "logger", "experiment")
+GROUPS = ("model", "data", "loss", "optim", "scheduler", "trainer", "logger", "experiment", "experiment_loss")
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +37,19 @@ OmegaConf.register_new_resolver("genlab_run_dir", _run_dir_of, replace=True)
 OmegaConf.register_new_resolver("image_shape", lambda c, size: [int(c), *([int(size)] * 2 if isinstance(size, (int, str)) else map(int, size))], replace=True)
 # a resumed run keeps its original .hydra/ (the config it started with)
 OmegaConf.register_new_resolver("genlab_output_subdir", lambda resume: ".hydra" if resume in (None, "", "null") else None, replace=True)
+
+
+def applied_choices(choices: dict) -> dict:
+    """The config-group choices as they applied: Hydra records the optional
+    experiment_loss it looked up (${experiment}/${loss}, configs/train.yaml) even where no
+    such config exists; it is kept only where one does, so a run's record names the per-loss
+    settings it got."""
+    from importlib.resources import files
+
+    value = choices.get("experiment_loss")
+    if value is None or files("genlab.configs").joinpath("experiment_loss", *f"{value}.yaml".split("/")).is_file():
+        return dict(choices)
+    return {k: v for k, v in choices.items() if k != "experiment_loss"}
 
 
 def build(node: DictConfig, what: str, **kwargs):

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from genlab import checkpoint, distributed
-from genlab.config import build, resume_config, seed_everything
+from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.sweep import own_checkpoint
 from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, monitor, total_steps
@@ -25,7 +25,7 @@ def _hydra_context() -> tuple[Path | None, list[str], dict]:
     if not HydraConfig.initialized():
         return None, [], {}
     hc = HydraConfig.get()
-    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")}
+    choices = applied_choices({k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/")})
     return Path(hc.runtime.output_dir), list(hc.overrides.task), choices
 
 

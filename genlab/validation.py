@@ -293,7 +293,9 @@ def _first_choice(o, ValueType) -> str:
 
 
 def _check_group_option(loader, group: str, o, ValueType) -> None:
-    options = loader.get_group_options(group)
+    # a group of sub-folders (experiment_loss/<experiment>/<loss>) has options like gan_ring8/wgan_gp
+    options = loader.get_group_options(group) + [f"{sub}/{name}" for sub in loader.list_groups(group)
+                                                 for name in loader.get_group_options(f"{group}/{sub}")]
     for value in _values(o, ValueType) or []:
         if value is None or str(value) in options:
             continue

@@ -102,3 +102,46 @@ def test_translation_data_configs_compose_as_before_their_shared_base(name, make
 
 def test_the_translation_base_is_not_a_data_option():
     assert "_translation_data" not in options("data") and CONFIGS.joinpath("_translation_data.yaml").is_file()
+
+
+# -- per-(experiment, loss) settings: configs/experiment_loss/<experiment>/<loss>.yaml --------
+@pytest.mark.parametrize("data", ["ring8", "grid25"])
+def test_gan_ring8_with_wgan_gp_gets_the_toy_settings_of_gan_toy_py(data, make_cfg):
+    """igul222/improved_wgan_training gan_toy.py: lambda 0.1, Adam(1e-4, (0.5, 0.9)), 5 critic steps."""
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=wgan_gp", f"data={data}"], fast=False)
+    assert (cfg.loss.gp_weight, cfg.loss.n_critic) == (0.1, 5)
+    assert (cfg.optim._target_, cfg.optim.lr, list(cfg.optim.betas)) == ("torch.optim.Adam", 1e-4, [0.5, 0.9])
+
+
+def test_gan_ring8_with_r1_applies_it_on_every_discriminator_step_as_its_paper(make_cfg):
+    """Mescheder et al. 2018 (LMescheder/GAN_stability): gamma 10 on every step, not lazily every 16."""
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=r1"], fast=False)
+    assert (cfg.loss.r1_gamma, cfg.loss.r1_every, cfg.optim.lr) == (10.0, 1, 1e-3)
+    assert make_cfg("train", ["model=gan_mlp", "loss=r1"], fast=False).loss.r1_every == 16
+
+
+def test_a_loss_without_toy_settings_gets_the_experiments_own(make_cfg):
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=hinge"], fast=False)
+    assert (cfg.optim.lr, list(cfg.optim.betas)) == (1e-3, [0.5, 0.999])
+    assert cfg.loss == make_cfg("train", ["model=gan_mlp", "loss=hinge"], fast=False).loss
+
+
+def test_the_command_line_wins_over_the_per_loss_settings(make_cfg):
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=wgan_gp", "loss.gp_weight=5", "optim.lr=3e-4"], fast=False)
+    assert (cfg.loss.gp_weight, cfg.optim.lr, list(cfg.optim.betas)) == (5, 3e-4, [0.5, 0.9])
+    dropped = make_cfg("train", ["experiment=gan_ring8", "loss=wgan_gp", "~experiment_loss"], fast=False)
+    assert (dropped.loss.gp_weight, dropped.optim.lr) == (10.0, 1e-3)
+
+
+def test_the_per_loss_settings_belong_to_a_real_experiment_and_loss():
+    """A renamed experiment or loss would otherwise leave its per-loss settings unread (the default is optional)."""
+    files = [(exp.name, f.name.removesuffix(".yaml")) for exp in CONFIGS.joinpath("experiment_loss").iterdir() for f in exp.iterdir()]
+    assert files and all(exp in options("experiment") and loss in options("loss") for exp, loss in files)
+
+
+def test_a_run_records_the_per_loss_settings_only_where_they_exist():
+    from genlab.config import applied_choices
+
+    assert applied_choices({"experiment": "gan_ring8", "loss": "wgan_gp", "experiment_loss": "gan_ring8/wgan_gp"})["experiment_loss"] == "gan_ring8/wgan_gp"
+    assert "experiment_loss" not in applied_choices({"experiment": "gan_ring8", "loss": "hinge", "experiment_loss": "gan_ring8/hinge"})
+    assert "experiment_loss" not in applied_choices({"experiment": None, "loss": "default", "experiment_loss": "None/default"})
