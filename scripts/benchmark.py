@@ -9,7 +9,7 @@ over seeds, with every number's protocol.
 Data: Fashion-MNIST (Debian's dataset-fashion-mnist, or data.dataset.root) at 32x32 for the
 unconditional, conditional and GLO rows; pix2pix translates Sobel edge maps of Fashion-MNIST
 images (genlab.data.translation.edge_map) into the images; CycleGAN translates sneakers
-(class 7) and ankle boots (class 9), unpaired. The two-domain sets are written once as PNG
+(class 7) and ankle boots (class 9), unpaired (2,000 a class to train on, 5,000 held out). The two-domain sets are written once as PNG
 folders under --cache in the layouts genlab's aligned and unaligned folder data sets read.
 
 Each (row, seed) trains with genlab.train.run, is evaluated with genlab.evaluate.run (the
@@ -42,31 +42,40 @@ FMNIST_STEPS_PER_EPOCH = 469  # ceil(60,000 / 128): the reference's DataLoader k
 
 # Each row: the Hydra overrides of its training run, the eval metrics, the numbers shown, the
 # budget (trainer steps) and the seconds one seed took per 1,000 steps on this 2-core CPU
-# (OMP_NUM_THREADS=1, measured by the smoke runs; used only for the printed estimate).
+# (OMP_NUM_THREADS=1; the median images/s of 6-step smoke runs on a shared CPU; for the printed estimate only).
 GAN = ["data=fashion_mnist", "trainer.max_steps=${steps}"]
+GLO_S, CGAN_S, WGAN_S = 170, 1700, 5600
+REF_S = 4200  # not measured: 4x the 32x32 DCGAN's, for the reference's 64x64 networks
 ROWS = {
     "vae": dict(family="VAE (conv)", train=["experiment=conv_vae_fashion", "trainer.max_epochs=null", "trainer.max_steps=${steps}"],
-                metrics=["recon", "nll"], show=["elbo", "log_likelihood_iw", "bits_per_dim_iw"], steps=9380, s_per_1k=0),
+                metrics=["recon", "nll"], show=["elbo", "log_likelihood_iw", "bits_per_dim_iw"], steps=10 * FMNIST_STEPS_PER_EPOCH, s_per_1k=220),
     **{f"dcgan_{loss}": dict(family=f"DCGAN {loss}", train=["experiment=dcgan", f"loss={loss}", *GAN], metrics=["fid"], show=["fid"],
-                             steps=4 * FMNIST_STEPS_PER_EPOCH, s_per_1k=0)
+                             steps=2 * FMNIST_STEPS_PER_EPOCH, s_per_1k=1050)
        for loss in ("nonsat", "hinge", "lsgan", "ragan")},
     # the penalty needs a critic without batch norm: WGAN-GP's own experiment (layer norm, Adam(1e-4, (0, 0.9)), 5 critic steps)
     "dcgan_wgan_gp": dict(family="DCGAN wgan_gp", train=["experiment=wgan_gp", "data.batch_size=128", *GAN], metrics=["fid"], show=["fid"],
-                          steps=4 * FMNIST_STEPS_PER_EPOCH, s_per_1k=0),
+                          steps=2 * FMNIST_STEPS_PER_EPOCH, s_per_1k=WGAN_S),
     "cgan": dict(family="conditional DCGAN", train=["experiment=cgan_digits", *GAN], metrics=["fid"], show=["fid"],
-                 steps=4 * FMNIST_STEPS_PER_EPOCH, s_per_1k=0),
-    "glo": dict(family="GLO", train=["experiment=glo_digits", *GAN], metrics=["fid"], show=["fid"], steps=5000, s_per_1k=0),
+                 steps=2 * FMNIST_STEPS_PER_EPOCH, s_per_1k=CGAN_S),
+    "glo": dict(family="GLO", train=["experiment=glo_digits", *GAN], metrics=["fid"], show=["fid"], steps=5000, s_per_1k=GLO_S),
     "pix2pix": dict(family="pix2pix (edges -> Fashion-MNIST)", train=["experiment=pix2pix_digit_edges", "data=facades", "trainer.max_steps=${steps}",
                                                                         "data.batch_size=16", "data.dataset.direction=AtoB", "${edges}"],
-                    metrics=["translation", "fid"], show=["l1", "ssim", "fid_AtoB"], steps=3000, s_per_1k=0),
+                    metrics=["translation", "fid"], show=["l1", "ssim", "fid_AtoB"], steps=3000, s_per_1k=170),
     "cyclegan": dict(family="CycleGAN (sneaker <-> ankle boot)", train=["experiment=cyclegan_digits2edges", "data=horse2zebra",
                                                                        "trainer.max_steps=${steps}", "${shoes}"],
-                     metrics=["translation", "fid"], show=["fid_AtoB", "fid_BtoA", "cycle_A", "cycle_B"], steps=3000, s_per_1k=0),
-    # pytorch/examples dcgan/main.py: its own 64x64 DCGAN, non-saturating loss, Adam(2e-4, 0.5), batch 128, same epochs as dcgan_nonsat
+                     metrics=["translation", "fid"], show=["fid_AtoB", "fid_BtoA", "cycle_A", "cycle_B"], steps=3000, s_per_1k=490),
+    # pytorch/examples dcgan/main.py: its own 64x64 DCGAN, non-saturating loss, Adam(2e-4, 0.5), batch 128, as many epochs as dcgan_nonsat
     "ref_dcgan": dict(family="reference: pytorch/examples dcgan", reference="dcgan/main.py", metrics=["fid"], show=["fid"],
-                      steps=4 * FMNIST_STEPS_PER_EPOCH, s_per_1k=0),
+                      steps=2 * FMNIST_STEPS_PER_EPOCH, s_per_1k=REF_S),
 }
+SHOES_TRAIN = 2000
+FID_S_PER_1K = 160  # Inception features of 1,000 generated images (onnxruntime, one thread): for the estimate only
 SMOKE = {"steps": 6, "fid_samples": 64, "iw_samples": 4, "nll_images": 32, "train_images": 256}
+
+
+def fid_sides(name: str) -> int:
+    """Generated sets of images one seed of a row sends through Inception."""
+    return 0 if "fid" not in ROWS[name]["metrics"] else 2 if name == "cyclegan" else 1
 
 
 def folder_overrides(name: str, root: Path, channels: int = 1, size: int = 32) -> list[str]:
@@ -101,9 +110,11 @@ def build_sets(cache: Path, train_images: int | None) -> dict[str, Path]:
     """The two-domain sets, written once (a folder is complete when its .done marker exists):
     edges/{A,B}/{train,test}/ (pix2pix: edge map of each 32x32 Fashion-MNIST image paired with
     it; 10,000 training pairs, the 10,000 test pairs); shoes/{train,test}{A,B}/ (CycleGAN:
-    sneakers and ankle boots of the training split, unpaired, and of the test split, 1,000 a
-    class); fmnist_folder/train/all/ (the training images as PNG, for reference code that
+    sneakers and ankle boots, unpaired: 2,000 a class from the training split to train on, and
+    5,000 a class held out, the test split's 1,000 and the training split's other 4,000, so
+    that each direction's FID has 5,000 images a side); fmnist_folder/train/all/ (the training images as PNG, for reference code that
     reads image folders)."""
+    import numpy as np
     import torch
 
     from genlab.data.translation import edge_map, resize
@@ -119,10 +130,11 @@ def build_sets(cache: Path, train_images: int | None) -> dict[str, Path]:
             write_pngs(to_u8(x), paths["edges"] / "B" / split)
         (paths["edges"] / ".done").touch()
     if not (paths["shoes"] / ".done").exists():
-        for split in ("train", "test"):
-            images, labels = fashion(split)
-            for domain, cls in (("A", 7), ("B", 9)):
-                write_pngs(images[labels == cls][: train_images if split == "train" else None], paths["shoes"] / f"{split}{domain}")
+        (train, train_labels), (test, test_labels) = fashion("train"), fashion("test")
+        for domain, cls in (("A", 7), ("B", 9)):
+            own = train[train_labels == cls]  # 6,000 a class: 2,000 to train on, 4,000 join the 1,000 of the test split
+            write_pngs(own[: min(train_images or SHOES_TRAIN, SHOES_TRAIN)], paths["shoes"] / f"train{domain}")
+            write_pngs(np.concatenate([test[test_labels == cls], own[SHOES_TRAIN:]]), paths["shoes"] / f"test{domain}")
         (paths["shoes"] / ".done").touch()
     if not (paths["folder"] / ".done").exists():
         images, _ = fashion("train")
@@ -313,7 +325,7 @@ def markdown(results: dict, rows: list[str], seeds: list[int], reasons: dict[str
 
 def protocol_line(r: dict) -> str:
     p, b = r.get("protocol", {}), r.get("budget", {})
-    parts = [f"budget {b.get('steps')} steps at batch {r.get('batch_size')}"]
+    parts = [f"budget {b.get('steps')} steps at batch {r.get('batch_size')}" + (f" ({r['epochs']} epochs of {r['train_images']} images)" if "epochs" in r else "")]
     m = r.get("metrics", {})
     counts = {k: int(v) for k, v in m.items() if k.startswith(("n_generated", "n_reference"))}
     parts += [f"{k} {v}" for k, v in counts.items()]
@@ -324,6 +336,8 @@ def protocol_line(r: dict) -> str:
     parts += [f"{k} {p[k]}" for k in ("split", "images") if k in p]
     if "iw_samples" in p.get("options", {}) and any(k.startswith("log_likelihood_iw") for k in m):
         parts.append(f"IWAE k={p['options']['iw_samples']} on the first {p['options']['max_images']} test images")
+    if "reference_samples" in p:
+        parts.append(p["reference_samples"])
     if b.get("smoke"):
         parts.append("SMOKE budget (not a result)")
     return "; ".join(str(x) for x in parts)
@@ -353,11 +367,15 @@ def main() -> None:
     seeds = list(range(args.seeds))
     reasons = {"ref_dcgan": "give --reference-dir <pytorch/examples checkout>"} if not args.reference_dir else {}
     todo = [(n, s) for n in args.rows for s in seeds if pending(results, n, s, budget(n, args)) and n not in reasons]
+    total = 0.0
     for n in args.rows:
         k = sum(1 for m, _ in todo if m == n)
-        est = ROWS[n]["s_per_1k"] * budget(n, args)["steps"] / 1000
-        print(f"{n:14} {budget(n, args)['steps']:6d} steps x {k} seed(s) to run  ~{est * k / 60:.0f} min training"
-              f"{' + FID' if 'fid' in ROWS[n]['metrics'] else ''}" + (f"  (skipped: {reasons[n]})" if n in reasons else ""), flush=True)
+        train_s = ROWS[n]["s_per_1k"] * budget(n, args)["steps"] / 1000
+        fid_s = fid_sides(n) * args.fid_samples * FID_S_PER_1K / 1000
+        total += k * (train_s + fid_s)
+        print(f"{n:14} {budget(n, args)['steps']:6d} steps x {k} seed(s) to run: ~{train_s / 60:.0f} min training + ~{fid_s / 60:.0f} min FID a seed"
+              + (f"  (skipped: {reasons[n]})" if n in reasons else ""), flush=True)
+    print(f"estimated {total / 3600:.1f} h in all (reference statistics once more per data set; 2-core CPU, OMP_NUM_THREADS=1)", flush=True)
     if args.dry_run:
         return
     sets = build_sets(Path(args.cache), SMOKE["train_images"] if args.smoke else None)
