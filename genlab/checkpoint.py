@@ -104,7 +104,7 @@ def _to_tuples(x):
 
 
 def load_trained(path: str | os.PathLike, device: torch.device, use_ema: bool = True):
-    """(model in eval mode on device, its training config, checkpoint state, file, "ema" | "live"):
+    """(model in its test mode on device, its training config, checkpoint state, file, "ema" | "live"):
     the model is rebuilt from the config inside the checkpoint, with the EMA weights where
     the checkpoint has them and use_ema is set."""
     from omegaconf import OmegaConf
@@ -116,4 +116,4 @@ def load_trained(path: str | os.PathLike, device: torch.device, use_ema: bool = 
     model = build(cfg.model, "model")
     weights = "ema" if use_ema and state.get("ema") else "live"
     load_model_state(model, state[weights if weights == "ema" else "model"], p)
-    return model.to(device).eval(), cfg, state, p, weights
+    return model.to(device).train(model.test_mode == "train"), cfg, state, p, weights

@@ -33,7 +33,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("ckpt"):
         results, protocol, path = checkpoint_metrics(cfg, device)
         default_out = path.with_name(path.stem + ".eval.json")
-        title = f"{path} (step {protocol['step']}, {protocol['weights']} weights, {cfg.split} split)"
+        title = f"{path} (step {protocol['step']}, {protocol['weights']} weights in {protocol['test_mode']} mode, {cfg.split} split)"
     elif cfg.get("fake"):
         results, protocol = image_metrics(cfg, device)
         default_out = Path("genlab_eval.json")
@@ -62,7 +62,7 @@ def checkpoint_metrics(cfg: DictConfig, device) -> tuple[dict, dict, Path]:
     for name in model_names:
         seed_everything(int(cfg.seed))  # each metric sees the same noise, whatever ran before
         results |= METRICS[name].compute(model, loader, device, cfg)
-    protocol = {"split": cfg.split, "checkpoint": str(path), "step": state["step"], "model": type(model).__name__, "weights": weights,
+    protocol = {"split": cfg.split, "checkpoint": str(path), "step": state["step"], "model": type(model).__name__, "weights": weights, "test_mode": model.test_mode,
                 "data": state.get("choices", {}).get("data"), "images": len(loader.dataset)}
     if image_names:
         seed_everything(int(cfg.seed))

@@ -146,11 +146,17 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(int(cfg.seed))
     contract = {"genlab": __version__, "checkpoint": str(path), "step": int(state.get("step", 0)), "weights": weights,
-                "model": type(model).__name__, "format": fmt, "files": {}}
+                "model": type(model).__name__, "format": fmt, "test_mode": model.test_mode, "files": {}}
     if fmt == "safetensors":
         if direction is not None:
             raise GenlabError("format=safetensors writes the whole model's weights; drop direction=")
         return _safetensors(model, train_cfg, state, path, contract, out)
+    # a graph file is traced in eval mode (a deterministic graph that `check` can compare); the
+    # contract says so where the model's own test mode is train mode (pix2pix's dropout)
+    contract["graph_mode"] = "eval"
+    if model.test_mode != "eval":
+        print(f"note: the files run in eval mode (running batch-norm statistics, no dropout); genlab samples {type(model).__name__} "
+              f"in train mode (model.test_mode={model.test_mode}), as its reference does")
     for part in parts(model, train_cfg.data, direction):
         part.module.eval()
         file = out / f"{part.name}{FORMATS[fmt]}"

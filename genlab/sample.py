@@ -104,7 +104,7 @@ def run(cfg: DictConfig) -> dict:
             written += MODE_FUNCTIONS[mode](model, batch, cfg, out, loader.dataset if loader else None)
     for p in written:
         print(f"wrote {p}")
-    return {"files": [str(p) for p in written], "checkpoint": str(path), "weights": weights}
+    return {"files": [str(p) for p in written], "checkpoint": str(path), "weights": weights, "test_mode": model.test_mode}
 
 
 def _labels(cfg) -> dict:

@@ -73,7 +73,7 @@ def build_trainer(cfg: DictConfig, model, run_dir: str | os.PathLike, choices: d
     stream = TrainStream(cfg.data, int(t.seed), rank, world_size)
     val = eval_loader(cfg.data, "test")
     optimizers = build_optimizers(model, cfg.optim, cfg.get("optim_groups"))
-    schedulers = build_schedulers(cfg.get("scheduler"), optimizers, total_steps(t, stream))
+    schedulers = build_schedulers(cfg.get("scheduler"), optimizers, total_steps(t, stream), stream.batches_per_epoch)
     # the same 64 test images in every grid, whatever the training batch size
     grid = next(iter(eval_loader(cfg.data, "test", batch_size=64))) if rank == 0 else None
     container = OmegaConf.to_container(cfg, resolve=True)

@@ -5,6 +5,7 @@ checkpoint cadence, exact resume and graceful stop on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import logging
 import math
@@ -24,8 +25,9 @@ from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale
 from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
+from genlab.losses.penalties import grad_scaler
 from genlab.metrics import METRICS, applies, split_means
-from genlab.models.base import GenerativeModel, SamplesPrior
+from genlab.models.base import GenerativeModel, SamplesPrior, in_test_mode
 from genlab.reporting import Reporter, flatten
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,8 @@ def total_steps(t: DictConfig, stream: TrainStream) -> int:
 
 def build_optimizers(model: GenerativeModel, optim: DictConfig, groups_cfg: DictConfig | None = None) -> dict[str, torch.optim.Optimizer]:
     """One optimizer per named parameter group of the model, from the optim config (a
-    _partial_ constructor) with the group's optim_groups.<group> settings on top."""
+    _partial_ constructor) with the group's optim_groups.<group> settings on top, as the
+    model adjusts them (`optimizer_settings`: lazy R1's Adam correction), which is logged."""
     groups = model.param_groups()
     for phase in model.phases:
         if phase.optimizer not in groups:
@@ -84,14 +87,26 @@ def build_optimizers(model: GenerativeModel, optim: DictConfig, groups_cfg: Dict
     unknown = set(overrides) - set(groups)
     if unknown:
         raise GenlabError(f"optim_groups has {sorted(unknown)}; this model's parameter groups are {sorted(groups)}")
-    return {name: instantiate(optim, **overrides.get(name, {}))(params) for name, params in groups.items()}
+    base = {k: v for k, v in OmegaConf.to_container(optim, resolve=True).items() if not k.startswith("_")}
+    optimizers = {}
+    for name, params in groups.items():
+        configured = base | overrides.get(name, {})
+        settings = model.optimizer_settings(name, configured)
+        for key in sorted(k for k in settings if settings[k] != configured.get(k)):
+            log.info("optimizer %s uses %s=%s instead of the configured %s (lazy R1's Adam correction; loss.lazy_adam_correction=false drops it)",
+                     name, key, settings[key], configured.get(key))
+        optimizers[name] = instantiate(optim, **settings)(params)
+    return optimizers
 
 
-def build_schedulers(scheduler: DictConfig | None, optimizers: dict, steps: int) -> dict:
-    """One learning-rate schedule per optimizer (none for scheduler=none)."""
+def build_schedulers(scheduler: DictConfig | None, optimizers: dict, steps: int, steps_per_epoch: int | None = None) -> dict:
+    """One learning-rate schedule per optimizer (none for scheduler=none); a schedule that
+    counts epochs is given the stream's steps per epoch."""
     if not (scheduler and scheduler.get("_target_")):
         return {}
-    return {n: instantiate(scheduler)(o, total_steps=steps) for n, o in optimizers.items()}
+    factory = instantiate(scheduler)
+    extra = {"steps_per_epoch": steps_per_epoch} if "steps_per_epoch" in inspect.signature(factory.func).parameters else {}
+    return {n: factory(o, total_steps=steps, **extra) for n, o in optimizers.items()}
 
 
 @dataclass(frozen=True)
@@ -129,10 +144,12 @@ class Trainer:
         self.total_steps = total_steps(t, stream)
         self.groups = model.param_groups()
         self.optimizers, self.schedulers = optimizers, schedulers or {}
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        # fp16: one gradient scaler per optimizer (the AMP docs' recipe for several models and
+        # optimizers), each updated after its own optimizer's step
+        self.scalers = {n: torch.amp.GradScaler(self.device.type) for n in optimizers} if self.precision == "fp16" else {}
         if t.get("ema_decay") and not model.ema_modules:
             raise GenlabError(f"trainer.ema_decay={t.ema_decay} does not apply: {type(model).__name__} keeps no EMA of its weights; drop it")
-        self.ema = EMA(self.model, float(t.ema_decay)) if t.get("ema_decay") else None
+        self.ema = EMA(self.model, float(t.ema_decay), t.get("ema_rampup")) if t.get("ema_decay") else None
         if t.get("compile"):
             for child in self.model.children():
                 child.compile()  # in place: state_dict keys keep their names
@@ -175,7 +192,7 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
-            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "scaler": {n: sc.state_dict() for n, sc in self.scalers.items()} or None,
             "data": self.stream.state_dict(),
             "best": self.best,
             "rng": checkpoint.rng_state(),
@@ -194,8 +211,10 @@ class Trainer:
         for n, s in self.schedulers.items():
             if n in state["schedulers"]:
                 s.load_state_dict(state["schedulers"][n])
-        if self.scaler and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        saved = state.get("scaler") or {}
+        for n, sc in self.scalers.items():
+            if n in saved:
+                sc.load_state_dict(saved[n])
         self._apply_optimizer_settings(state["config"])
         self.stream.load_state_dict(state["data"])
         self.step, self.best = int(state["step"]), state.get("best")
@@ -210,9 +229,11 @@ class Trainer:
         ones this run's config changes (optim.lr=... on resume) are applied on top, and said."""
         for name, opt in self.optimizers.items():
             old, new = self._optimizer_settings(saved_config, name), self._optimizer_settings(self.record.config, name)
+            effective = self.model.optimizer_settings(name, new)  # lazy R1's Adam correction
             for key, value in new.items():
                 if old.get(key) == value or key not in opt.defaults:
                     continue
+                value = effective[key]
                 value = tuple(value) if isinstance(value, list) else value
                 sched = self.schedulers.get(name)
                 for i, group in enumerate(opt.param_groups):
@@ -318,14 +339,14 @@ class Trainer:
                 for phase in model.phases:
                     if not phase.active(self.step):
                         continue
-                    for r in range(phase.repeats):
+                    for r in range(phase.repeats_at(self.step)):
                         self._run_phase(phase, batch if r == 0 else self._batch(), ctx)
                 for s in self.schedulers.values():
                     s.step()
                 if self.world_size > 1:
                     distributed.broadcast_buffers(model)
                 if self.ema:
-                    self.ema.update(model)
+                    self.ema.update(model, self.step)
                 self._flush_pending()  # this step ran on the held-back weights with finite losses
                 self.step += 1
                 tick_images += self.stream.batch_size
@@ -377,9 +398,9 @@ class Trainer:
         own = self._group_ids[phase.optimizer]
         for p, trainable in zip(self._all_params, self._trainable):
             p.requires_grad_(trainable and id(p) in own)
-        opt = self.optimizers[phase.optimizer]
+        opt, scaler = self.optimizers[phase.optimizer], self.scalers.get(phase.optimizer)
         opt.zero_grad(set_to_none=True)
-        with autocast_context(self.device, self.precision):
+        with autocast_context(self.device, self.precision), grad_scaler(scaler):
             loss, logs = self.model.training_step(batch, phase.name, ctx)
         value = loss.detach().float().item()
         if not math.isfinite(value):
@@ -388,18 +409,18 @@ class Trainer:
             raise RunError(f"the loss of phase {phase.name!r} is {value} at step {self.step}; "
                            f"{self._last_checkpoint().replace('the previous', 'the last good')}; {fixes}")
         self._check_divergence({phase.name: value})
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+        (scaler.scale(loss) if scaler else loss).backward()
         if self.world_size > 1:
             distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
         prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
         if self.t.get("grad_clip"):
-            if self.scaler:
-                self.scaler.unscale_(opt)
+            if scaler:
+                scaler.unscale_(opt)
             norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], float(self.t.grad_clip))
             self.reporter.accumulate(prefix + "grad_norm", norm)
-        if self.scaler:
-            self.scaler.step(opt)
-            self.scaler.update()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
         else:
             opt.step()
         self.model.after_step(phase.name)
@@ -436,15 +457,10 @@ class Trainer:
 
     @contextlib.contextmanager
     def _evaluating(self):
-        """The evaluation model in eval mode, on its own seeded RNG, at the training precision."""
-        model = self.eval_model
-        was_training = model.training
-        model.eval()
-        try:
-            with rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
-                yield model
-        finally:
-            model.train(was_training)
+        """The evaluation model in its test mode (models.base.in_test_mode: its buffers unchanged
+        afterwards), on its own seeded RNG, at the training precision."""
+        with in_test_mode(self.eval_model) as model, rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
+            yield model
 
     def _visuals(self, fixed: dict) -> None:
         if not self.is_main:

@@ -77,7 +77,12 @@ def test_eval_and_sample_configs_compose(verb, make_cfg):
 def test_schedule_functions_are_pure_and_exact():
     from genlab.schedules import constant_then_linear_factor, step_factor, warmup_cosine_factor
 
-    assert [constant_then_linear_factor(s, 200, 100) for s in (0, 99, 100, 150, 200)] == [1.0, 1.0, 1.0, 0.5, 0.0]
+    # the reference's lambda_rule: 1 - max(0, epoch + 1 - n_epochs) / (n_epochs_decay + 1), per epoch
+    lambda_rule = lambda epoch, n, n_decay: 1.0 - max(0, epoch + 1 - n) / float(n_decay + 1)  # noqa: E731
+    per_epoch = [constant_then_linear_factor(s, 200 * 7, 0.5, steps_per_epoch=7) for s in range(200 * 7)]
+    assert per_epoch == [lambda_rule(s // 7, 100, 100) for s in range(200 * 7)]
+    assert per_epoch[0] == per_epoch[99 * 7 + 6] == 1.0 and per_epoch[-1] == pytest.approx(1 / 101)
+    assert [constant_then_linear_factor(s, 200, 100) for s in (0, 99, 100, 199)] == pytest.approx([1.0, 1.0, 1 - 1 / 101, 1 / 101])
     assert warmup_cosine_factor(0, 100, warmup_steps=10) == 0.1 and warmup_cosine_factor(10, 100, warmup_steps=10) == 1.0
     assert warmup_cosine_factor(55, 100, warmup_steps=10) == pytest.approx(0.5)
     assert [step_factor(s, 0, step_size=10, gamma=0.5) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]

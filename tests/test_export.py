@@ -46,8 +46,9 @@ def run(tmp_path_factory):
 
 
 def load(run_dir):
+    """The model as the exported graphs run it: in eval mode (contract["graph_mode"])."""
     model, *_ = checkpoint.load_trained(run_dir, torch.device("cpu"))
-    return model
+    return model.eval()
 
 
 def run_exported(file, fmt: str, *inputs: torch.Tensor) -> torch.Tensor:
@@ -98,6 +99,7 @@ def test_translation_generator_export_matches_genlab_at_two_sizes(fmt, run, tmp_
 def test_gan_decoder_export_matches_genlab(family, fmt, run, tmp_path):
     result = export.run(compose_cfg("export", [f"ckpt={run(family)}", f"format={fmt}", f"out={tmp_path}"]))
     entry = result["files"]["decode"]
+    assert result["test_mode"] == "train" and result["graph_mode"] == "eval"  # the GANs sample in train mode; the files say theirs
     model = load(run(family))
     assert entry["inputs"]["z"]["shape"] == ["batch", 100] and entry["inputs"]["z"]["prior"] == "standard normal"
     assert entry["outputs"]["x"]["shape"] == ["batch", 1, 32, 32]

@@ -34,8 +34,11 @@ def test_wasserstein_hinge_and_least_squares_values():
     assert Wasserstein().g(None, FAKE).item() == pytest.approx(0.25)
     assert Hinge().d(REAL, FAKE).item() == pytest.approx((0 + 3) / 2 + (1.5 + 0) / 2)
     assert Hinge().g(None, FAKE).item() == pytest.approx(0.25)
-    assert LeastSquares().d(REAL, FAKE).item() == pytest.approx(0.5 * (0 + 9) / 2 + 0.5 * (0.25 + 1) / 2)
-    assert LeastSquares().g(None, FAKE).item() == pytest.approx(0.5 * (0.25 + 4) / 2)
+    # the reference code's MSE to 1 and 0 (GANLoss('lsgan')); half=True is the paper's eq. (2)
+    assert LeastSquares().d(REAL, FAKE).item() == pytest.approx((0 + 9) / 2 + (0.25 + 1) / 2)
+    assert LeastSquares().g(None, FAKE).item() == pytest.approx((0.25 + 4) / 2)
+    assert LeastSquares(half=True).d(REAL, FAKE).item() == pytest.approx(0.5 * (0 + 9) / 2 + 0.5 * (0.25 + 1) / 2)
+    assert LeastSquares(half=True).g(None, FAKE).item() == pytest.approx(0.5 * (0.25 + 4) / 2)
 
 
 def test_feature_matching_matches_batch_means():

@@ -126,14 +126,25 @@ class Hinge(Objective):
 
 
 class LeastSquares(Objective):
-    """LSGAN (Mao et al. 2017) with targets a = 0 (fake), b = 1 (real), c = 1:
-    D minimises 1/2 E (D(x) - 1)^2 + 1/2 E D(G(z))^2; G minimises 1/2 E (D(G(z)) - 1)^2."""
+    """LSGAN (Mao et al. 2017) with targets a = 0 (fake), b = 1 (real), c = 1, as the reference
+    code computes it (pix2pix/CycleGAN's GANLoss('lsgan'): MSELoss to 1 and 0): D minimises
+    E (D(x) - 1)^2 + E D(G(z))^2, G minimises E (D(G(z)) - 1)^2.
+
+    half=True is the LSGAN paper's eq. (2), every term times 1/2. For a GAN trained by Adam
+    alone the two are the same training (both players' losses scale by one constant, which
+    Adam divides out); they differ where the adversarial term is weighed against another term:
+    CycleGAN's cycle and identity L1, pix2pix's L1, a gradient penalty or R1. So the default
+    is the reference code's scale, under which CycleGAN's lambda = 10 means what it means in
+    the paper's code."""
+
+    def __init__(self, half: bool = False):
+        self.scale = 0.5 if half else 1.0
 
     def d(self, real, fake):
-        return 0.5 * (real - 1).pow(2).mean() + 0.5 * fake.pow(2).mean()
+        return self.scale * ((real - 1).pow(2).mean() + fake.pow(2).mean())
 
     def g(self, real, fake):
-        return 0.5 * (fake - 1).pow(2).mean()
+        return self.scale * (fake - 1).pow(2).mean()
 
 
 def _relative(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
@@ -178,15 +189,30 @@ class AdversarialLoss:
     """Built from a configs/loss/ entry. objective None means the model's own paper objective
     (`bind` fills it in, with the model's DiffAugment policy, model.diffaugment).
 
-    n_critic: critic steps per generator step; gp_weight: WGAN-GP weight; r1_gamma: R1 weight
-    gamma (the penalty is gamma / 2 * E ||grad D(x)||^2), applied every r1_every steps and
-    scaled by it (lazy R1, Karras et al. 2020); clip: WGAN weight clipping of every critic."""
+    n_critic: critic steps per generator step; critic_burst: WGAN's schedule (Arjovsky et al.'s
+    main.py), `critic_burst` critic steps (100) instead of n_critic for the first
+    `critic_burst_steps` generator steps (25) and every `critic_burst_every`-th (500), null off;
+    gp_weight: WGAN-GP weight; r1_gamma: R1 weight gamma (the penalty is gamma / 2 *
+    E ||grad D(x)||^2), applied every r1_every steps and scaled by it (lazy R1, Karras et al.
+    2020), with StyleGAN2's correction of the discriminator's Adam for the interval
+    (lr * c and betas ** c, c = r1_every / (r1_every + 1); `lazy_adam_correction=false` drops
+    it); clip: WGAN weight clipping of every critic.
+
+    d_scale multiplies the objective's discriminator loss (not the penalties): 1 for the GANs
+    (pytorch/examples' DCGAN sums the real and fake terms), 0.5 for pix2pix and CycleGAN,
+    whose reference halves (real + fake) "to slow down the rate at which D learns relative
+    to G"; the model sets it in `bind`."""
 
     def __init__(self, objective: Objective | None = None, n_critic: int = 1, gp_weight: float = 0.0, r1_gamma: float = 0.0,
-                 r1_every: int = 1, clip: float | None = None):
+                 r1_every: int = 1, clip: float | None = None, critic_burst: int | None = None, critic_burst_steps: int = 25,
+                 critic_burst_every: int = 500, lazy_adam_correction: bool = True):
         self.objective, self.n_critic, self.gp_weight = objective, int(n_critic), float(gp_weight or 0.0)
         self.r1_gamma, self.r1_every, self.clip = float(r1_gamma or 0.0), int(r1_every or 1), None if clip is None else float(clip)
+        self.critic_burst = int(critic_burst) if critic_burst else None
+        self.critic_burst_steps, self.critic_burst_every = int(critic_burst_steps), int(critic_burst_every)
+        self.lazy_adam_correction = bool(lazy_adam_correction)
         self.augment: DiffAugment | None = None
+        self.d_scale = 1.0
 
     @classmethod
     def of(cls, loss: AdversarialLoss | Mapping) -> AdversarialLoss:
@@ -196,28 +222,49 @@ class AdversarialLoss:
     @property
     def is_default(self) -> bool:
         """The model's own objective with no critic repeats, penalties or clipping (loss=default)."""
-        return self.objective is None and self.n_critic == 1 and not self.gp_weight and not self.r1_gamma and not self.clip
+        return self.objective is None and self.n_critic == 1 and not self.gp_weight and not self.r1_gamma and not self.clip and not self.critic_burst
 
     @property
     def lazy_r1(self) -> bool:
         return self.r1_gamma > 0 and self.r1_every > 1
 
-    def bind(self, default: Objective, diffaugment: str | Sequence[str] | None = None) -> AdversarialLoss:
-        """A copy with the model's default objective where none is configured, and the
-        model's DiffAugment policy."""
+    def bind(self, default: Objective, diffaugment: str | Sequence[str] | None = None, d_scale: float = 1.0) -> AdversarialLoss:
+        """A copy with the model's default objective where none is configured, the model's
+        DiffAugment policy and its reference's scale of the discriminator loss."""
         bound = copy.copy(self)
-        bound.objective, bound.augment = self.objective or default, DiffAugment.parse(diffaugment)
+        bound.objective, bound.augment, bound.d_scale = self.objective or default, DiffAugment.parse(diffaugment), float(d_scale)
         return bound
 
+    def critic_steps(self, step: int) -> int:
+        """Critic steps at generator step `step` (0-based): n_critic, or WGAN's burst."""
+        burst = self.critic_burst and (step < self.critic_burst_steps or step % self.critic_burst_every == 0)
+        return self.critic_burst if burst else self.n_critic
+
     def phases(self, generator_first: bool = False) -> tuple[Phase, ...]:
-        """The discriminator's phase (n_critic repeats, each on a fresh batch), its lazy R1
-        phase where r1_every > 1, and the generator's; in this order, or the generator's first
-        (pix2pix, CycleGAN: the discriminator then scores the generator's fakes of the batch)."""
-        d = [Phase("d", "d", repeats=self.n_critic)]
+        """The discriminator's phase (critic_steps(step) repeats, each on a fresh batch), its
+        lazy R1 phase where r1_every > 1, and the generator's; in this order (the GANs; pix2pix:
+        D steps on the fakes of the batch, then G against the updated D), or the generator's
+        first (CycleGAN: its discriminators then score the generators' fakes, through the pools)."""
+        d = [Phase("d", "d", repeats=self.n_critic if self.critic_burst is None else self.critic_steps)]
         if self.lazy_r1:
             d.append(Phase("d_reg", "d", every=self.r1_every))
         g = [Phase("g", "g")]
         return tuple(g + d if generator_first else d + g)
+
+    def optimizer_settings(self, group: str, settings: dict) -> dict:
+        """The optimizer settings of parameter group `group` as the loss needs them: lazy R1's
+        correction of the discriminator's Adam (StyleGAN2, Karras et al. 2020, Appendix B:
+        lr * c, betas ** c with c = k / (k + 1), so that the regularised steps keep the
+        optimizer's effective rate); the settings unchanged otherwise."""
+        if group != "d" or not (self.lazy_r1 and self.lazy_adam_correction):
+            return settings
+        c = self.r1_every / (self.r1_every + 1)
+        out = dict(settings)
+        if "lr" in out:
+            out["lr"] = out["lr"] * c
+        if "betas" in out:
+            out["betas"] = tuple(b**c for b in out["betas"])
+        return out
 
     def critic(self, net: nn.Module, *cond, pair: Tensor | None = None) -> Critic:
         return Critic(net, cond, pair, self.augment)
@@ -226,7 +273,7 @@ class AdversarialLoss:
         """The discriminator's loss with its penalties, and what to log."""
         fake = fake.detach()
         r, f = D(real), D(fake)
-        loss = self.objective.d(r, f)
+        loss = self.d_scale * self.objective.d(r, f)
         logs = {"d_real": r.mean(), "d_fake": f.mean()}
         if self.gp_weight:
             logs["gp"] = gradient_penalty(D, real, fake)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,8 @@ class Phase:
 
     name: "main", "d", "g", "d_reg", ...; optimizer: key into `param_groups()`;
     every: run on steps where step % every == 0 (lazy R1: 16); repeats: run k times per
-    step, each repeat after the first on a fresh batch (WGAN n_critic: 5);
+    step, each repeat after the first on a fresh batch (WGAN n_critic: 5), or a function of
+    the step giving k (WGAN's 100 critic steps early on and every 500th step);
     start/stop: the half-open range of steps in which the phase runs (greedy layer-wise
     pretraining runs one phase per layer, one after the other).
     """
@@ -30,19 +32,37 @@ class Phase:
     name: str
     optimizer: str
     every: int = 1
-    repeats: int = 1
+    repeats: int | Callable[[int], int] = 1
     start: int = 0
     stop: int | None = None
+
+    def repeats_at(self, step: int) -> int:
+        return self.repeats(step) if callable(self.repeats) else self.repeats
 
     def active(self, step: int) -> bool:
         in_range = step >= self.start and (self.stop is None or step < self.stop)
         return in_range and step % self.every == 0
 
 
+TEST_MODES = ("train", "eval")
+
+
+def check_test_mode(mode: str) -> str:
+    if mode not in TEST_MODES:
+        raise GenlabError(f"model.test_mode={mode!r} is not one of {', '.join(TEST_MODES)}")
+    return mode
+
+
 class GenerativeModel(nn.Module):
     """Base of every model family. Subclasses set `phases` and implement the methods below."""
 
     phases: tuple[Phase, ...] = (Phase("main", "main"),)
+    #: how the networks run when the model samples, translates or is evaluated (genlab sample,
+    #: eval, export, the trainer's grids and validation): "eval" (PyTorch's eval mode: batch
+    #: norm on its running statistics, no dropout) or "train" (batch norm on the statistics of
+    #: the batch at hand and dropout on, as pix2pix's test.py without --eval and
+    #: pytorch/examples' DCGAN samples); `in_test_mode(model)` applies it
+    test_mode: str = "eval"
     #: names of submodules whose weights the trainer averages when trainer.ema_decay is set
     ema_modules: tuple[str, ...] = ()
     #: metric watched for best.pt when trainer.monitor is not set: (name, "min" | "max"), or None
@@ -50,6 +70,10 @@ class GenerativeModel(nn.Module):
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    def optimizer_settings(self, group: str, settings: dict) -> dict:
+        """The model's adjustment of a group's optimizer settings: none here."""
+        return settings
 
     def training_step(self, batch: dict, phase: str, ctx: dict) -> tuple[Tensor, dict[str, Tensor]]:
         """Loss for this phase, and named scalars to log. ctx is per-step scratch shared by phases."""
@@ -83,6 +107,10 @@ class AdversarialModel(GenerativeModel):
 
     def after_step(self, phase: str) -> None:
         self.adversarial.after_step(phase, *self.discriminators())
+
+    def optimizer_settings(self, group: str, settings: dict) -> dict:
+        """lazy R1's Adam correction: AdversarialLoss.optimizer_settings."""
+        return self.adversarial.optimizer_settings(group, settings)
 
 
 # -- capabilities: what `genlab sample` and `genlab eval` may ask of a model ------------------
@@ -183,6 +211,51 @@ def check_direction(model: Translates, direction: str) -> None:
 def check_unconditional(model, labels) -> None:
     if labels:
         raise GenlabError(f"labels= needs a conditional model (model=cgan); {type(model).__name__} is not")
+
+
+@contextlib.contextmanager
+def in_test_mode(model: GenerativeModel):
+    """The model in its test mode (`test_mode`) for the block; afterwards its train/eval
+    flags and its buffers (batch-norm running statistics, which a train-mode forward
+    updates) are as before, so evaluating never changes the model."""
+    flags = [m.training for m in model.modules()]
+    buffers = [b.clone() for b in model.buffers()] if model.test_mode == "train" else []
+    model.train(model.test_mode == "train")
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
+        for m, flag in zip(model.modules(), flags):
+            m.training = flag
+
+
+def _rng_state(device: torch.device) -> Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+@contextlib.contextmanager
+def replay(module: nn.Module, snapshot: tuple | None = None):
+    """Run a forward of `module` twice with the same randomness (dropout masks) and the same
+    batch-norm bookkeeping: without `snapshot`, the block runs as usual and yields the RNG
+    state and buffers it started from; with it, the module's buffers are put back as they
+    were and the block runs from that RNG state on a forked RNG (the training RNG goes on
+    untouched), so batch norm counts the batch once."""
+    device = next(module.parameters()).device
+    if snapshot is None:
+        yield (_rng_state(device), [b.clone() for b in module.buffers()])
+        return
+    state, buffers = snapshot
+    with torch.no_grad():
+        for b, saved in zip(module.buffers(), buffers):
+            b.copy_(saved)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(state, device)
+        else:
+            torch.set_rng_state(state)
+        yield snapshot
 
 
 @torch.no_grad()

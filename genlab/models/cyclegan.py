@@ -1,6 +1,9 @@
 """CycleGAN (Zhu et al. 2017): G: A -> B and F: B -> A, discriminators D_A and D_B; least
 squares adversarial loss by default; cycle consistency L1 both ways (lambda = 10) and the
 identity loss (0.5 * lambda); a history pool of 50 generated images per discriminator.
+The losses are the reference code's (junyanz/pytorch-CycleGAN-and-pix2pix, cycle_gan_model.py):
+G's adversarial terms are MSE(D(G(x)), 1) without the LSGAN paper's 1/2, and each
+discriminator's loss is (MSE(D(real), 1) + MSE(D(fake), 0)) * 0.5.
 The paper's ablations are switches: gan, cycle_forward (A -> B -> A), cycle_backward."""
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ class CycleGAN(AdversarialModel, Translates):
             raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator, so loss= has nothing to apply to; drop loss= and loss.*")
         if not gan and diffaugment:
             raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator for model.diffaugment to augment; drop it")
-        self.adversarial = loss.bind(LeastSquares(), diffaugment)
+        self.adversarial = loss.bind(LeastSquares(), diffaugment, d_scale=0.5)  # the reference's (real + fake) * 0.5
         self.adversarial.check_discriminators(**{"model.discriminator_A": discriminator_A, "model.discriminator_B": discriminator_B})
         self.phases = self.adversarial.phases(generator_first=True) if gan else (Phase("g", "g"),)
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
@@ -115,7 +118,7 @@ class CycleGAN(AdversarialModel, Translates):
                     fake_a, fake_b = self.F(b), self.G(a)
             fake_b, fake_a = self.pool_B.query(fake_b), self.pool_A.query(fake_a)
             (loss_a, logs_a), (loss_b, logs_b) = self.adversarial.d_loss(D_A, a, fake_a), self.adversarial.d_loss(D_B, b, fake_b)
-        loss = 0.5 * (loss_a + loss_b)  # halved, as the reference does, to slow D relative to G
+        loss = loss_a + loss_b  # two networks, each with its own (halved) loss, as the reference's backward_D_A and backward_D_B
         logs = {f"{k}_A": v for k, v in logs_a.items() if k != "loss"} | {f"{k}_B": v for k, v in logs_b.items() if k != "loss"}
         return loss, {"d_A": loss_a, "d_B": loss_b, **logs, "loss": loss}
 

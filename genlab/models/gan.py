@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from genlab import GenlabError
 from genlab.images import scatter_image
 from genlab.losses.adversarial import AdversarialLoss, NonSaturating
-from genlab.models.base import AdversarialModel, Conditional, DecodesLatents, SamplesPrior, check_unconditional, output_shape
+from genlab.models.base import AdversarialModel, Conditional, DecodesLatents, SamplesPrior, check_test_mode, check_unconditional, output_shape
 
 
 class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
@@ -29,8 +29,9 @@ class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
     monitor = None
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, z_dim: int, num_classes: int = 0,
-                 diffaugment: str | Sequence[str] | None = None):
+                 diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):
         super().__init__()
+        self.test_mode = check_test_mode(test_mode)
         self.generator, self.discriminator = generator, discriminator
         self.z_dim, self.latent_dim, self.num_classes = z_dim, z_dim, num_classes
         if num_classes and not isinstance(self, Conditional):
@@ -119,7 +120,7 @@ class ConditionalGAN(GAN, Conditional):
     """The conditional GAN (Mirza & Osindero 2014): G and D see the class label."""
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, z_dim: int, num_classes: int,
-                 diffaugment: str | Sequence[str] | None = None):
+                 diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):
         if num_classes < 2:
             raise GenlabError(f"model.num_classes={num_classes}: a conditional GAN needs a data set with classes (data.num_classes >= 2)")
-        super().__init__(generator, discriminator, loss, z_dim, num_classes, diffaugment)
+        super().__init__(generator, discriminator, loss, z_dim, num_classes, diffaugment, test_mode)
