@@ -212,6 +212,8 @@ class Trainer:
             if n in state["schedulers"]:
                 s.load_state_dict(state["schedulers"][n])
         saved = state.get("scaler") or {}
+        if "scale" in saved:  # a checkpoint from before one scaler per optimizer: its one state for each
+            saved = dict.fromkeys(self.scalers, saved)
         for n, sc in self.scalers.items():
             if n in saved:
                 sc.load_state_dict(saved[n])
