@@ -1,12 +1,14 @@
 """Fault trials, run by hand (tests/test_faults.py has the fast cases): kill -9 at random
 moments, SIGTERM, SIGINT, a double SIGINT, Ctrl-C during start-up, a full disk, corrupt
-images, crafted checkpoints and bad config values, each against the real `genlab` command.
+images, crafted checkpoints, bad config values and second writers into a live run
+directory, each against the real `genlab` command.
 Prints one table row per case: how many trials left a loadable last.pt, resumed, ended
 bit-identical to an uninterrupted run, left temporary files behind, and failed with exactly
 one line on stderr.
 
     python scripts/fault_trials.py                      # 20 kill -9 trials, 3 of each signal
     python scripts/fault_trials.py --kills 50 --steps 80 --model conv_vae
+    python scripts/fault_trials.py --only shared_run_dir --shared 3   # the run-directory lock rows
 """
 
 from __future__ import annotations
@@ -247,6 +249,51 @@ def disk_full(trials: Trials, table: Table) -> None:
               f"{int(ok)}/1 exit {proc.returncode}: {proc.stderr.strip()[:110]}")
 
 
+def shared_run_dir(trials: Trials, table: Table, n: int) -> None:
+    """A second writer into a live run directory (a concurrent start, a resume during the run)
+    stops in one line naming the holder and the first run ends as if alone; after kill -9 a
+    resume takes the stale lock over and ends bit-identical to an uninterrupted run."""
+    def live(name: str) -> tuple[Path, subprocess.Popen]:
+        run = trials.work / name
+        proc = subprocess.Popen(genlab_cmd("train", *trials.train_args, f"hydra.run.dir={run}"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        trials._first_checkpoint(run, proc)
+        return run, proc
+
+    for case, second in (("two concurrent starts into one run dir", lambda run: ["train", *trials.train_args, "trainer.seed=1", f"hydra.run.dir={run}"]),
+                         ("resume during a live run", lambda run: ["train", f"resume={run}", *QUIET[:2]])):
+        refused, first_ok, exact, left = 0, 0, 0, 0
+        for i in range(n):
+            run, proc = live(f"{case.split()[0]}_{i}")
+            other = subprocess.run(genlab_cmd(*second(run)), capture_output=True, text=True, cwd=trials.work)
+            named = f"is in use by genlab pid {proc.pid}" in other.stderr
+            refused += other.returncode == 2 and one_line(other.stderr) and named
+            if not (other.returncode == 2 and named):
+                print(f"{case} trial {i}: second exit {other.returncode}, stderr: {other.stderr.strip()[-300:]!r}", flush=True)
+            _, err = proc.communicate(timeout=600)
+            first_ok += proc.returncode == 0
+            exact += proc.returncode == 0 and same(final_state(run), trials.expected)
+            left += len(temporaries(run)) + (run / ".genlab.lock").exists()
+        table.add(case, n, "-", "-", f"{exact}/{n} first run", left, f"{refused}/{n} second refused (exit 2, names pid), first exit 0: {first_ok}/{n}")
+
+    taken, loadable, resumed, exact, left = 0, 0, 0, 0, 0
+    for i in range(n):
+        run, proc = live(f"stale_{i}")
+        time.sleep(random.uniform(0, trials.window * 0.9))
+        proc.kill()
+        proc.wait()
+        stale = (run / ".genlab.lock").exists()
+        again = subprocess.run(genlab_cmd("train", f"resume={run}", *QUIET[:2]), capture_output=True, text=True, cwd=trials.work)
+        taken += stale and "took over the stale lock" in again.stdout + again.stderr
+        if again.returncode != 0:
+            print(f"kill -9 then resume trial {i}: exit {again.returncode}, stderr: {again.stderr.strip()[-300:]!r}", flush=True)
+        loadable += again.returncode == 0
+        resumed += again.returncode == 0
+        exact += again.returncode == 0 and same(final_state(run), trials.expected)
+        left += len(temporaries(run)) + (run / ".genlab.lock").exists()
+    table.add("kill -9, then resume (stale lock)", n, loadable, resumed, exact, left, f"stale lock taken over with a warning: {taken}/{n}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=20, help="kill -9 trials")
@@ -255,6 +302,8 @@ def main() -> None:
     parser.add_argument("--model", default="conv_vae")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--ckpt-every", type=int, default=5)
+    parser.add_argument("--shared", type=int, default=3, help="trials of each shared-run-directory case")
+    parser.add_argument("--only", choices=["shared_run_dir"], help="run only these rows (after the reference run)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     random.seed(args.seed)
@@ -263,6 +312,9 @@ def main() -> None:
     try:
         trials = Trials(args, work)
         print(" | ".join(Table.COLUMNS), flush=True)
+        if args.only == "shared_run_dir":
+            shared_run_dir(trials, table, args.shared)
+            return
         kill_counts = [0, 0, 0, 0]
         left_by_kill = 0
         for i in range(args.kills):
@@ -284,6 +336,7 @@ def main() -> None:
         disk_full(trials, table)
         crafted_checkpoints(trials, table)
         bad_inputs(trials, table)
+        shared_run_dir(trials, table, args.shared)
     finally:
         print("\n" + table.markdown())
         shutil.rmtree(work, ignore_errors=True)

@@ -302,7 +302,7 @@ def test_folder_pipeline_gives_the_inputs_and_features_of_pil_decoding(inception
     rgb = inception_setup["fake"][:6].permute(0, 2, 3, 1).numpy()
     images = [Image.fromarray(rgb[0]), Image.fromarray(rgb[1]).convert("L"), Image.fromarray(rgb[2]).convert("RGBA"),
               Image.fromarray(rgb[3]).convert("P"), Image.fromarray(rgb[4]).resize((40, 24)), Image.fromarray(rgb[5]).resize((50, 50))]
-    names = ["a.png", "b.png", "c.png", "d.png", "e.jpg", "f.bmp"]  # torchvision.io decodes png and jpg, PIL the bmp
+    names = ["a.png", "b.png", "c.png", "d.png", "e.jpg", "f.bmp"]  # every path decodes through load_image
     for im, name in zip(images, names):
         im.save(tmp_path / name)
     old = [torch.from_numpy(np.asarray(load_image(tmp_path / n).convert("RGB")).copy()).permute(2, 0, 1) for n in names]

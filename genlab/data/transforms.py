@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 
@@ -26,23 +29,78 @@ def prepare(size: int, channels: int, center_crop: int | None = None):
 
 
 MIN_SIDE = 2  # an image narrower than this has no content a network can use
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+INT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit PNG, TIFF and PGM open as these
+ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+log = logging.getLogger(__name__)
+_animated_said = False
 
 
 def load_image(path) -> Image.Image:
-    """Open and decode an image fully, so a corrupt or degenerate file fails here, with its
-    name (data.skip_bad_images=true skips such files instead)."""
+    """The one decoder of every path (image folders, two-domain and A|B sets, `genlab sample
+    input=`, FID/IS folders): the file's first frame, upright by its EXIF orientation, as
+    8-bit grey ("L", from grey, bilevel and 16-bit grey files) or RGB (everything else: CMYK,
+    palettes, YCbCr). 16-bit values v become round(v / 257), so a 16-bit copy of an 8-bit
+    picture decodes to it exactly; transparency (alpha, a palette's or a colour key's) is
+    composited on white. A corrupt or degenerate file fails here, with its name
+    (data.skip_bad_images=true skips such files instead)."""
     from genlab import GenlabError
 
     try:
         with Image.open(path) as im:
             im.load()
-            image = im.copy()
+            frames = getattr(im, "n_frames", 1)
+            image = _eight_bit(ImageOps.exif_transpose(im), path)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise GenlabError(f"cannot read image {path}: {e}; remove or replace the file, or set data.skip_bad_images=true") from None
     if min(image.size) < MIN_SIDE:
         raise GenlabError(f"image {path} is {image.size[0]}x{image.size[1]} pixels, too small to use; remove or replace the file, "
                           "or set data.skip_bad_images=true")
+    if frames > 1:
+        _say_animated(path, frames)
     return image
+
+
+def _eight_bit(im: Image.Image, path) -> Image.Image:
+    """Any PIL mode -> "L" or "RGB", 8 bits a channel, transparency composited on white."""
+    from genlab import GenlabError
+
+    grey = im.mode in GREY_MODES or (im.mode == "P" and _grey_palette(im))
+    if im.mode in INT_MODES or im.mode == "F":
+        a = np.asarray(im).astype(np.float64)
+        if im.mode == "F":  # floating-point TIFF: genlab reads values in [0, 1]
+            if not (a.min() >= 0 and a.max() <= 1):
+                raise GenlabError(f"image {path} holds floating-point values in [{a.min():g}, {a.max():g}]; genlab reads float images in "
+                                  "[0, 1]: rescale the file, or remove it or set data.skip_bad_images=true")
+            a = a * 255
+        else:
+            if a.min() < 0 or a.max() > 65535:
+                raise GenlabError(f"image {path} holds 32-bit values in [{a.min():g}, {a.max():g}]; genlab reads 8- and 16-bit images: "
+                                  "rescale the file, or remove it or set data.skip_bad_images=true")
+            a = a / 257
+        return Image.fromarray(np.rint(a).astype(np.uint8), "L")
+    if im.mode in ALPHA_MODES or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA")).astype(np.int64)
+        alpha = rgba[..., 3:]
+        # on white: round(c * a / 255 + 255 * (1 - a / 255)), in integers (255 is odd, so there are no ties)
+        rgb = ((rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+        image = Image.fromarray(rgb, "RGB")
+        return image.convert("L") if grey else image
+    if im.mode in ("L", "RGB"):
+        return im.copy()
+    return im.convert("L" if grey else "RGB")
+
+
+def _grey_palette(im: Image.Image) -> bool:
+    palette = np.asarray(im.getpalette() or [0, 0, 0]).reshape(-1, 3)
+    return bool((palette == palette[:, :1]).all())
+
+
+def _say_animated(path, frames: int) -> None:
+    global _animated_said
+    if not _animated_said:
+        _animated_said = True
+        log.warning("image %s has %d frames; genlab reads the first frame of an animated file (said once)", path, frames)
 
 
 def augment(x: Tensor, hflip: bool = False, crop_padding: int = 0) -> Tensor:

@@ -98,21 +98,9 @@ def data_key(data_cfg, split: str) -> dict:
     return {"dataset": OmegaConf.to_container(data_cfg.dataset, resolve=True), "split": split, "shape": list(data_cfg.shape)}
 
 
-# decoded by torchvision.io (libpng, libjpeg-turbo, libwebp: the same pixels as PIL); others by PIL
-TORCHVISION_DECODES = {".png", ".jpg", ".jpeg", ".webp"}
-
-
 def decode_rgb(path: Path) -> torch.Tensor:
-    """uint8 (3, H, W) of an image file, as PIL's convert("RGB") gives it (alpha dropped, gray repeated)."""
-    if path.suffix.lower() in TORCHVISION_DECODES:
-        from torchvision.io import ImageReadMode, decode_image, read_file
-
-        try:
-            x = decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
-            if x.dtype == torch.uint8 and x.dim() == 3:
-                return x
-        except RuntimeError:
-            pass  # a file torchvision cannot read (16-bit, CMYK JPEG, corrupt): PIL decides, and names it if corrupt
+    """uint8 (3, H, W) of an image file through genlab's one decoder (load_image: EXIF
+    orientation, 16-bit, transparency on white), grey repeated to three channels."""
     return torch.from_numpy(np.asarray(load_image(path).convert("RGB")).copy()).permute(2, 0, 1)
 
 
