@@ -14,7 +14,7 @@ VERBS = {
     "train": ("genlab.train", "train a model: genlab train model=vae data=digits trainer.max_steps=2000"),
     "eval": ("genlab.evaluate", "evaluate a checkpoint: genlab eval ckpt=outputs/<run>"),
     "sample": ("genlab.sample", "grids and animations from a checkpoint: genlab sample ckpt=outputs/<run>"),
-    "export": ("genlab.export", "ONNX or TorchScript files of a checkpoint's networks: genlab export ckpt=outputs/<run> format=onnx"),
+    "export": ("genlab.export", "ONNX, TorchScript or safetensors files of a checkpoint's networks: genlab export ckpt=outputs/<run> format=onnx"),
     "report": ("genlab.report", "compare runs: genlab report multirun/<date>/<time> outputs/<run> 'outputs/*/*'"),
 }
 

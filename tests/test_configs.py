@@ -53,11 +53,24 @@ def test_schedulers_instantiate_with_the_run_length(name, make_cfg):
     assert lrs[0] == 1.0 and all(0 <= lr <= 1 for lr in lrs) and lrs[-1] < 1.0
 
 
-@pytest.mark.parametrize("name", options("trainer") + options("logger"))
-def test_trainer_and_logger_configs_compose(name, make_cfg):
-    group = "trainer" if name in options("trainer") else "logger"
-    cfg = make_cfg("train", [f"{group}={name}"])
-    assert cfg[group] is not None
+@pytest.mark.parametrize("name", options("trainer"))
+def test_trainer_configs_set_only_the_default_trainer_keys(name, make_cfg):
+    default = make_cfg("train", ["trainer=default"], fast=False).trainer
+    cfg = make_cfg("train", [f"trainer={name}"], fast=False).trainer
+    assert set(cfg) == set(default)  # a preset changes values, never adds a key nothing reads
+    assert int(cfg.max_steps) >= 1 and int(cfg.log_every) >= 1
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_logger_configs_name_known_sinks_and_give_each_its_options(name, make_cfg):
+    from genlab.reporting import SINKS, sink_names
+
+    logger = make_cfg("train", [f"logger={name}"]).logger
+    names = sink_names(logger)
+    assert names == list(logger.sinks) and set(names) <= set(SINKS)
+    assert names == ([] if name == "jsonl" else [name])
+    for sink in ("wandb", "mlflow"):  # the sinks that take options have them in their own file
+        assert (sink in logger) == (name == sink)
 
 
 @pytest.mark.parametrize("name", options("experiment"))
