@@ -180,3 +180,31 @@ def test_eval_of_two_folders_gives_torch_fidelitys_precision_and_recall(vgg_setu
     pr = record["protocol"]["pr"]
     assert pr["features"] == "vgg16" and pr["weights_sha256"] == vgg_setup["sha256"] and pr["k"] == 2
     assert pr["samples"] == {str(tmp_path / "fake"): {"generated": 6, "reference": 6}}
+
+
+def test_pr_features_and_vgg16_keys_are_checked_and_reach_the_trainers_image_metrics(make_cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    from genlab.metrics import image_quality
+    from genlab.trainer import Trainer
+    from genlab.validation import check_values
+
+    with pytest.raises(GenlabError, match=r"^pr_features='vgg19' is not one of vgg16, inception$"):
+        check_values(make_cfg("eval", ["pr_features=vgg19"]), "eval")
+    with pytest.raises(GenlabError, match=r"^trainer.vgg16.download='yes' is not true or false$"):
+        check_values(make_cfg("train", ["trainer.vgg16.download=yes"]), "train")
+    cfg = make_cfg("train", ["trainer.pr_features=inception", "trainer.vgg16.weights=/w/vgg16.pth", "trainer.vgg16.download=false"])
+    check_values(cfg, "train")
+    built = {}
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            built.update(kwargs)
+
+        def compare(self, fake, real, metrics):
+            return {"precision": 0.5, "n_generated": 2}
+
+    monkeypatch.setattr(image_quality, "ImageQuality", Recorder)
+    trainer = SimpleNamespace(t=cfg.trainer, _image_quality=None, device=torch.device("cpu"), image_reference=None, _image_metric_names=["pr"])
+    assert Trainer._image_metrics(trainer, model=None) == {"precision": 0.5}
+    assert (built["pr_features"], built["pr_weights"], built["pr_download"]) == ("inception", "/w/vgg16.pth", False)
