@@ -208,3 +208,14 @@ def test_pr_features_and_vgg16_keys_are_checked_and_reach_the_trainers_image_met
     trainer = SimpleNamespace(t=cfg.trainer, _image_quality=None, device=torch.device("cpu"), image_reference=None, _image_metric_names=["pr"])
     assert Trainer._image_metrics(trainer, model=None) == {"precision": 0.5}
     assert (built["pr_features"], built["pr_weights"], built["pr_download"]) == ("inception", "/w/vgg16.pth", False)
+
+
+def test_the_model_card_names_the_features_of_precision_and_recall(tmp_path):
+    from genlab.export import model_card
+
+    protocol = {"weights_sha256": "a" * 64, "pr": {"features": "vgg16", "layer": "fc2_relu", "weights_sha256": vgg16.WEIGHTS_SHA256,
+                                                   "resize": "tf1_bilinear_224", "k": 3}}
+    (tmp_path / "last.eval.json").write_text(json.dumps({"metrics": {"precision": 0.75, "recall": 0.5}, "protocol": protocol}))
+    contract = {"step": 10, "weights": "ema", "interface": ["sample"], "files": {"decode": {"file": "decode.onnx"}}}
+    card = model_card(torch.nn.Linear(1, 1), {"choices": {"model": "gan"}}, tmp_path / "last.pt", contract)
+    assert f"Precision/recall: vgg16 fc2_relu features, weights_sha256={vgg16.WEIGHTS_SHA256}, resize=tf1_bilinear_224, k=3" in card
