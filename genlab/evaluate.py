@@ -121,9 +121,10 @@ def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], lis
 
 
 def _image_quality(cfg: DictConfig, device) -> ImageQuality:
-    inc = cfg.inception
+    inc, vgg = cfg.inception, cfg.get("vgg16") or {}
     return ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download), runtime=inc.get("runtime", "auto"),
-                        precision=str(inc.get("precision", "32")), workers=inc.get("workers"))
+                        precision=str(inc.get("precision", "32")), workers=inc.get("workers"), pr_features=str(cfg.get("pr_features", "vgg16")),
+                        pr_weights=vgg.get("weights"), pr_download=bool(vgg.get("download", True)))
 
 
 def _image_options(cfg: DictConfig) -> tuple[int, int, int, int]:

@@ -360,6 +360,9 @@ def model_card(model: nn.Module, state: dict, path: Path, contract: dict) -> str
         lines += [f"| {k} | {v:.6g} |" for k, v in record.get("metrics", {}).items()]
         keep = ("split", "step", "weights", "generated", "reference", "mode", "weights_sha256", "seed", "genlab_version")
         lines += ["", "Protocol: " + ", ".join(f"{k}={record['protocol'][k]}" for k in keep if k in record.get("protocol", {})), ""]
+        if isinstance(pr := record.get("protocol", {}).get("pr"), dict):  # precision/recall's own features
+            lines += [f"Precision/recall: {pr.get('features')} {pr.get('layer')} features, weights_sha256={pr.get('weights_sha256')}, "
+                      f"resize={pr.get('resize')}, k={pr.get('k')}", ""]
     else:
         lines += ["## Metrics", "", f"No evaluation yet: `genlab eval ckpt={path}` writes {evaluation.name}, then export again.", ""]
     lines += ["## Use", "", "```python", "import genlab", "", 'model = genlab.load("path/to/this/folder")',

@@ -499,8 +499,11 @@ class Trainer:
 
         inc, n = self.t.inception, int(self.t.eval_samples)
         if self._image_quality is None:
+            vgg = self.t.get("vgg16") or {}
             self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False,
-                                               runtime=inc.get("runtime", "auto"), precision=str(inc.get("precision", "32")))
+                                               runtime=inc.get("runtime", "auto"), precision=str(inc.get("precision", "32")),
+                                               pr_features=str(self.t.get("pr_features", "vgg16")), pr_weights=vgg.get("weights"),
+                                               pr_download=bool(vgg.get("download", True)))
         out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), self.image_reference, self._image_metric_names)
         return {k: v for k, v in out.items() if not k.startswith("n_")}
 

@@ -105,6 +105,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "trainer.compile": Bool(), "trainer.channels_last": Bool(), "trainer.progress_bar": Bool(),
         "trainer.inception.batch_size": Int(min=1),
         "trainer.inception.mode": Choice(("tf", "pytorch_fid", "clean")),
+        "trainer.pr_features": Choice(("vgg16", "inception")), "trainer.vgg16.download": Bool(),
         "optim.lr": Float(gt=0),
         "optim.weight_decay": Float(min=0),
         "optim.momentum": Float(min=0),
@@ -135,6 +136,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "is_splits": Int(min=1), "kid.subsets": Int(min=1), "kid.subset_size": Int(min=2), "pr_k": Int(min=1),
         "iw_samples": Int(min=1), "use_ema": Bool(),
         "inception.batch_size": Int(min=1), "inception.mode": Choice(("tf", "pytorch_fid", "clean")), "inception.download": Bool(),
+        "pr_features": Choice(("vgg16", "inception")), "vgg16.download": Bool(),
     },
     "sample": {
         "n": Int(min=1), "ncol": Int(min=1), "seed": Int(min=0), "use_ema": Bool(), "gif": Bool(),

@@ -240,7 +240,7 @@ def test_eval_command_scores_a_folder_against_a_data_set(inception_setup, tmp_pa
         Image.fromarray(x.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
     out = tmp_path / "scores.json"
     proc = subprocess.run([sys.executable, "-m", "genlab.cli", "eval", f"fake={folder}", "data=digits", "n_real=6", "metrics=[fid,kid,pr]",
-                           "kid.subset_size=5", "kid.subsets=3", "pr_k=2", f"inception.weights={inception_setup['weights']}",
+                           "kid.subset_size=5", "kid.subsets=3", "pr_k=2", "pr_features=inception", f"inception.weights={inception_setup['weights']}",
                            f"save_real_stats={tmp_path / 'real.npz'}", f"out={out}"],
                           capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "GENLAB_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr

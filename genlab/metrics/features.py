@@ -25,22 +25,29 @@ MODES = ("tf", "pytorch_fid", "clean")
 SIZE = 299
 
 
+def _resize_along(t: Tensor, dim: int, size: int, coordinates: torch.dtype) -> Tensor:
+    """TF1 bilinear along one dimension: output pixel i samples the input at i * in / out."""
+    n = t.shape[dim]
+    src = torch.arange(size, dtype=coordinates) * torch.tensor(n / size, dtype=coordinates)
+    lo = src.floor().long().clamp(max=n - 1)
+    hi = (lo + 1).clamp(max=n - 1)
+    w = (src - lo.to(coordinates)).to(t.dtype)
+    shape = [1] * t.dim()
+    shape[dim] = size
+    a, b = t.index_select(dim, lo.to(t.device)), t.index_select(dim, hi.to(t.device))
+    return a + (b - a) * w.to(t.device).view(shape)
+
+
 def resize_tf1_bilinear(x: Tensor, size: int) -> Tensor:
     """Bilinear resize as TensorFlow 1.x does it (align_corners=False, no half-pixel centres):
-    output pixel i samples the input at i * in / out."""
+    output pixel i samples the input at i * in / out (coordinates in float64, rows first)."""
+    return _resize_along(_resize_along(x, 2, size, torch.float64), 3, size, torch.float64)
 
-    def along(t: Tensor, dim: int) -> Tensor:
-        n = t.shape[dim]
-        src = torch.arange(size, dtype=torch.float64) * (n / size)
-        lo = src.floor().long().clamp(max=n - 1)
-        hi = (lo + 1).clamp(max=n - 1)
-        w = (src - lo).to(t.dtype)
-        shape = [1] * t.dim()
-        shape[dim] = size
-        a, b = t.index_select(dim, lo.to(t.device)), t.index_select(dim, hi.to(t.device))
-        return a + (b - a) * w.to(t.device).view(shape)
 
-    return along(along(x, 2), 3)
+def resize_tf1_bilinear_float32(x: Tensor, size: int) -> Tensor:
+    """The same with float32 source coordinates, columns first: bit for bit torch-fidelity's
+    interpolate_bilinear_2d_like_tensorflow1x (its VGG16 and Inception inputs)."""
+    return _resize_along(_resize_along(x, 3, size, torch.float32), 2, size, torch.float32)
 
 
 def _pil_bicubic(x: Tensor) -> Tensor:

@@ -26,8 +26,10 @@ from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare
 from genlab.metrics.fid import GaussianStats, frechet_distance, inception_score, kernel_inception_distance, precision_recall
 from genlab.metrics.inception import find_weights, load_inception
+from genlab.metrics.vgg16 import VGG16Extractor
 
 IMAGE_METRICS = ("fid", "is", "kid", "pr")
+PR_FEATURES = ("vgg16", "inception")  # vgg16: torch-fidelity's and the original's; inception: the FID network's pool features
 log = logging.getLogger(__name__)
 FEATURE_DIM = 2048
 
@@ -39,8 +41,9 @@ def cache_dir() -> Path:
 @dataclass
 class Source:
     """Where images come from: `batches()` yields uint8 (B, C, H, W) (or, with prepared_mode,
-    float (B, 3, 299, 299) Inception inputs); `key` names it for the cache (None: never
-    cached, e.g. a model's samples)."""
+    float (B, 3, 299, 299) Inception inputs, and `batches(extra)` pairs of them with
+    extra(image), e.g. VGG16 inputs, from one decode of each file); `key` names it for the
+    cache (None: never cached, e.g. a model's samples)."""
 
     name: str
     count: int
@@ -54,6 +57,7 @@ class Features:
     stats: GaussianStats = field(default_factory=lambda: GaussianStats(FEATURE_DIM))
     pool: list = field(default_factory=list)
     logits: list = field(default_factory=list)
+    pr: list = field(default_factory=list)  # the precision/recall network's features, where it is not Inception
 
 
 def model_source(model, n: int, batch_size: int, labels=None, seed: int | None = None) -> Source:
@@ -106,24 +110,28 @@ def decode_rgb(path: Path) -> torch.Tensor:
 
 class PreparedImages(torch.utils.data.Dataset):
     """Files -> Inception inputs (3, 299, 299), decoded and resized in loader workers so the
-    network never waits; a file that fails comes back as its one-line error, raised in the main process."""
+    network never waits; with `extra`, also extra(image) (another network's input); a file
+    that fails comes back as its one-line error, raised in the main process."""
 
-    def __init__(self, files: list[Path], mode: str):
-        self.files, self.mode = files, mode
+    def __init__(self, files: list[Path], mode: str, extra: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.files, self.mode, self.extra = files, mode, extra
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         try:
-            return prepare(decode_rgb(self.files[i])[None], self.mode)[0], ""
+            image = decode_rgb(self.files[i])[None]
+            return prepare(image, self.mode)[0], self.extra(image)[0] if self.extra else torch.zeros(0), ""
         except GenlabError as e:
-            return torch.zeros(0), str(e)
+            return torch.zeros(0), torch.zeros(0), str(e)
 
     @staticmethod
-    def collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor | None, str]:
-        errors = [e for _, e in items if e]
-        return (None, errors[0]) if errors else (torch.stack([x for x, _ in items]), "")
+    def collate(items: list[tuple[torch.Tensor, torch.Tensor, str]]) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
+        errors = [e for _, _, e in items if e]
+        if errors:
+            return None, None, errors[0]
+        return torch.stack([x for x, _, _ in items]), torch.stack([x for _, x, _ in items]), ""
 
 
 def loader_workers(workers: int | None) -> int:
@@ -140,14 +148,14 @@ def folder_source(folder: str, n: int | None, batch_size: int, mode: str = "tf",
     if not files:
         raise GenlabError(f"no images under {folder}")
 
-    def batches():
+    def batches(extra=None):
         w = loader_workers(workers)
-        loader = torch.utils.data.DataLoader(PreparedImages(files, mode), batch_size=batch_size, num_workers=w,
+        loader = torch.utils.data.DataLoader(PreparedImages(files, mode, extra), batch_size=batch_size, num_workers=w,
                                              collate_fn=PreparedImages.collate, prefetch_factor=4 if w else None)
-        for x, error in loader:
+        for x, x_extra, error in loader:
             if error:
                 raise GenlabError(error)
-            yield x
+            yield (x, x_extra) if extra else x
 
     stamp = [(str(f.relative_to(root)), f.stat().st_size, int(f.stat().st_mtime)) for f in files]
     return Source(str(root), len(files), batches, {"folder": str(root.resolve()), "files": hashlib.sha1(json.dumps(stamp).encode()).hexdigest()},
@@ -156,10 +164,17 @@ def folder_source(folder: str, n: int | None, batch_size: int, mode: str = "tf",
 
 class ImageQuality:
     """The Inception network, prepared once (runtime, precision), for any number of source
-    pairs; reference statistics are kept in memory as well as in the disk cache."""
+    pairs; reference statistics are kept in memory as well as in the disk cache. Precision and
+    recall use `pr_features`: VGG16 (built at the first pr, from pr_weights) or Inception's pool."""
 
     def __init__(self, weights: str | None, mode: str, device: torch.device, batch_size: int = 50, download: bool = True, progress: bool = True,
-                 runtime: str = "auto", precision: str = "32", workers: int | None = None):
+                 runtime: str = "auto", precision: str = "32", workers: int | None = None, pr_features: str = "vgg16",
+                 pr_weights: str | None = None, pr_download: bool = True):
+        if pr_features not in PR_FEATURES:
+            raise GenlabError(f"pr_features={pr_features!r} is not one of {', '.join(PR_FEATURES)}")
+        self.pr_features, self.pr_weights, self.pr_download, self.device = pr_features, pr_weights, pr_download, device
+        self._pr_extractor: VGG16Extractor | None = None
+        self._metric_protocols: dict[str, dict] = {}
         path = find_weights(weights, download=download)
         net, self.has_logits, self.weights_sha256 = load_inception(path)
         self.weights_path = str(path)
@@ -171,13 +186,22 @@ class ImageQuality:
         """A folder of images, decoded and resized in loader workers for this protocol."""
         return folder_source(folder, n, self.batch_size, self.mode, self.workers)
 
-    def features(self, source: Source, keep_pool: bool, keep_logits: bool) -> Features:
+    def pr_extractor(self) -> VGG16Extractor | None:
+        """The precision/recall network where it is not Inception, built on first use."""
+        if self.pr_features == "vgg16" and self._pr_extractor is None:
+            self._pr_extractor = VGG16Extractor(self.pr_weights, self.device, self.pr_download)
+        return self._pr_extractor if self.pr_features == "vgg16" else None
+
+    def features(self, source: Source, keep_pool: bool, keep_logits: bool, pr: VGG16Extractor | None = None) -> Features:
+        """Inception features of a source and, with `pr`, that network's features of the same images."""
         if source.prepared_mode not in (None, self.mode):
             raise ValueError(f"{source.name} was prepared for mode {source.prepared_mode}, not {self.mode}")
-        extract = self.extractor.forward if source.prepared_mode else self.extractor
+        prepared = source.prepared_mode is not None
+        extract = self.extractor.forward if prepared else self.extractor
         out = Features()
         with tqdm(total=source.count, desc=f"inception features: {source.name}", unit="img", disable=not self.progress, leave=False) as bar:
-            for batch in source.batches():
+            for batch in source.batches(pr.prepare) if prepared and pr else source.batches():
+                batch, pr_batch = batch if prepared and pr else (batch, batch)
                 for start in range(0, len(batch), self.batch_size):
                     pool, logits = extract(batch[start : start + self.batch_size])
                     out.stats.update(pool.numpy())
@@ -185,6 +209,9 @@ class ImageQuality:
                         out.pool.append(pool.float())
                     if keep_logits:
                         out.logits.append(logits)
+                    if pr:
+                        chunk = pr_batch[start : start + self.batch_size]
+                        out.pr.append(pr.forward(chunk) if prepared else pr(chunk))
                     bar.update(len(pool))
         return out
 
@@ -216,14 +243,16 @@ class ImageQuality:
         need_real_features = bool({"kid", "pr"} & set(metrics))
         if need_real_features and isinstance(real, str):
             raise GenlabError("kid and pr need real images, not a .npz of statistics")
-        fake_f = self.features(fake, need_real_features, "is" in metrics)
+        pr_net = self.pr_extractor() if "pr" in metrics else None  # before any image: missing weights stop it at once
+        keep_pool = "kid" in metrics or "pr" in metrics and pr_net is None
+        fake_f = self.features(fake, keep_pool, "is" in metrics, pr_net)
         results: dict[str, float] = {}
         if "fid" in metrics or need_real_features:
             if isinstance(real, str):
                 mu, sigma, n_real = load_stats(real)
                 real_f = None
             elif need_real_features:
-                real_f = self.features(real, True, False)
+                real_f = self.features(real, keep_pool, False, pr_net)
                 mu, sigma, n_real = real_f.stats.mu, real_f.stats.sigma, real_f.stats.n
             else:
                 mu, sigma, n_real = self.reference_stats(real)
@@ -240,14 +269,22 @@ class ImageQuality:
         if "kid" in metrics:
             results["kid_mean"], results["kid_std"] = kernel_inception_distance(torch.cat(real_f.pool), torch.cat(fake_f.pool), kid_subsets, kid_subset_size)
         if "pr" in metrics:
-            results["precision"], results["recall"] = precision_recall(torch.cat(real_f.pool), torch.cat(fake_f.pool), pr_k)
+            real_pr, fake_pr = (real_f.pr, fake_f.pr) if pr_net else (real_f.pool, fake_f.pool)
+            results["precision"], results["recall"] = precision_recall(torch.cat(real_pr), torch.cat(fake_pr), pr_k)
+            features = pr_net.protocol if pr_net else {"features": "inception", "layer": "pool3", "dim": FEATURE_DIM, "weights": self.weights_path,
+                                                       "weights_sha256": self.weights_sha256, "resize": self.mode}
+            entry = self._metric_protocols.setdefault("pr", {**features, "k": pr_k, "samples": {}})
+            entry["samples"][fake.name] = {"generated": fake_f.stats.n, "reference": real_f.stats.n}
         return results
 
     @property
     def protocol(self) -> dict:
+        """The Inception network's protocol, and per metric that uses other features (pr) its
+        own: network, layer, weights sha256, resize, k, and the sample counts of each comparison."""
         return {"feature_network": "FID Inception-v3 (TF 2015-12-05 port)", "weights": self.weights_path,
                 "weights_sha256": self.weights_sha256, "resize_mode": self.mode,
-                "inception_runtime": self.extractor.runtime, "inception_precision": self.extractor.precision}
+                "inception_runtime": self.extractor.runtime, "inception_precision": self.extractor.precision,
+                **{name: {**entry, "samples": dict(entry["samples"])} for name, entry in self._metric_protocols.items()}}
 
 
 def save_stats(path: Path, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:
