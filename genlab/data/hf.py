@@ -25,6 +25,7 @@ from genlab.data.translation import PairedDomains, UnpairedDomains
 TEST_NAMES = ("test", "validation", "valid", "val")  # test_split=auto takes the first the set has
 FILE_BUILDERS = {".parquet": "parquet", ".arrow": "arrow"}
 log = logging.getLogger(__name__)
+_held_out_said: set[str] = set()
 
 
 def _datasets():
@@ -106,7 +107,8 @@ def split_rows(sets: dict, source: str, split: str, train_split: str, test_split
     if test_split is not None:
         name = train_split if split == "train" else test_split
         return sets[name], range(len(sets[name]))
-    if split == "test":
+    if split == "test" and source not in _held_out_said:
+        _held_out_said.add(source)
         log.info("data: the test split is every %dth row of the data set's %r split (%s has no %s split)", HOLDOUT_EVERY, train_split, source, "/".join(TEST_NAMES))
     n = len(sets[train_split])
     return sets[train_split], [i for i in range(n) if (i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1) == (split == "test")]
