@@ -102,6 +102,21 @@ def test_unpaired_domains_leave_out_empty_cells_and_pairs_share_their_crop(tmp_p
         assert item["A"].shape == (3, 16, 16) and torch.equal(item["A"], item["B"])
 
 
+def test_a_row_that_does_not_decode_is_one_line_naming_it_or_is_skipped(tmp_path):
+    good = tmp_path / "good.png"
+    noise_images(1, 0)[0].save(good)
+    cells = [{"bytes": good.read_bytes(), "path": None}, {"bytes": b"not an image", "path": None}, None]
+    ds = datasets.Dataset.from_dict({"image": cells}, features=datasets.Features({"image": datasets.Image()}))
+    source = store(datasets.DatasetDict({"train": ds}), tmp_path, "save_to_disk")
+    hf = HFImages(source, "train", test_split=None, image_size=8)
+    with pytest.raises(GenlabError, match=r"^cannot read image .*set train row 1, column image: cannot identify image file; .*skip_bad_images=true$"):
+        hf[1]
+    with pytest.raises(GenlabError, match=r"set train row 2, column image holds no image"):
+        hf[2]
+    skipping = HFImages(source, "train", test_split=None, image_size=8, skip_bad_images=True)
+    assert skipping.rows == [0] and torch.equal(skipping[0]["image"], prepare(8, 3)(load_image(good)))
+
+
 def train_two_steps(make_cfg, tmp_path, overrides: list[str], groups: tuple[str, ...]) -> set[str]:
     """Two steps of the real trainer; each optimizer stepped twice; the keys it logged."""
     cfg = make_cfg("train", [*overrides, *TINY, "data.num_workers=0"])

@@ -54,7 +54,8 @@ def load_image(path, name: str | None = None) -> Image.Image:
             frames = getattr(im, "n_frames", 1)
             image = _eight_bit(ImageOps.exif_transpose(im), name)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise GenlabError(f"cannot read image {name}: {e}; remove or replace the file, or set data.skip_bad_images=true") from None
+        detail = str(e).replace(f" {path!r}", "") if hasattr(path, "read") else e  # PIL names an open file by its repr
+        raise GenlabError(f"cannot read image {name}: {detail}; remove or replace the file, or set data.skip_bad_images=true") from None
     if min(image.size) < MIN_SIDE:
         raise GenlabError(f"image {name} is {image.size[0]}x{image.size[1]} pixels, too small to use; remove or replace the file, "
                           "or set data.skip_bad_images=true")
