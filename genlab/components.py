@@ -47,6 +47,9 @@ ALLOWED_TARGETS = frozenset({
     "genlab.data.translation.AlignedFolders",
     "genlab.data.translation.UnalignedFolders",
     "genlab.data.translation.DigitEdges",
+    "genlab.data.hf.HFImages",
+    "genlab.data.hf.HFPairs",
+    "genlab.data.hf.HFUnpaired",
     # learning-rate schedules
     "genlab.schedules.warmup_cosine",
     "genlab.schedules.constant_then_linear",

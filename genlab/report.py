@@ -1,6 +1,8 @@
 """`genlab report <run dirs, multirun dirs or globs>`: one table with a row per run (the
 overrides that differ between the runs, the final and best value of every validation
-metric, steps, wall time, images/s, the checkpoint), sorted by a metric; printed, and
+metric, steps, wall time, images/s, the checkpoint; a run that kept a key's default shows
+it), sorted by a metric, and apart from it the operational keys that differ (OPERATIONAL:
+cadences, workers, device, trackers; never plotted); printed, and
 written as report.csv, report.md and report.html (offline: the sample grids of the runs
 side by side with their loss curves), with PNG plots next to them: every validation metric
 against step for all runs, and for a sweep the sort metric against each swept parameter.
@@ -30,6 +32,19 @@ from genlab.sweep import metric_direction, objective
 
 log = logging.getLogger(__name__)
 GRID = re.compile(r"^(?P<name>.+)_(?P<step>\d{7})\.png$")  # samples/<visual>_<step>.png, as the trainer writes them
+# Keys that change how a run is carried out or watched, not what it learns (cadences of
+# logging, samples, evaluation and checkpoints, the device and its speed-ups, loader workers,
+# trackers, Hydra's own settings): listed apart from the hyperparameters and never plotted.
+# trainer.max_steps and trainer.seed do change what is learned: they are hyperparameters.
+OPERATIONAL = ("trainer.progress_bar", "trainer.log_every", "trainer.sample_every", "trainer.eval_every", "trainer.ckpt_every",
+               "trainer.keep_last", "trainer.device", "trainer.compile", "trainer.channels_last", "trainer.threads",
+               "trainer.inception.batch_size", "trainer.inception.runtime", "trainer.inception.download", "data.num_workers",
+               "logger", "hydra", "resume")
+_ABSENT = object()
+
+
+def is_operational(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") or key.startswith(k + "/") for k in OPERATIONAL)
 
 
 @dataclass
@@ -37,6 +52,7 @@ class Run:
     path: Path
     overrides: dict[str, str]                 # key -> value, from .hydra/overrides.yaml
     config: object                            # .hydra/config.yaml (DictConfig) or None
+    hydra: object = None                      # .hydra/hydra.yaml (its groups' chosen options, Hydra's settings) or None
     series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # scalar -> [(step, value)]
     steps: int = 0
     wall_s: float | None = None
@@ -44,6 +60,30 @@ class Run:
     status: str = ""
     checkpoint: Path | None = None
     label: str = ""
+
+    def setting(self, key: str) -> str | None:
+        """The run's value of `key`: its override, else what its config holds (a group's chosen
+        option for a group; None when the run has no such key or no config)."""
+        if key in self.overrides:
+            return self.overrides[key]
+        from omegaconf import OmegaConf
+
+        hydra = self.hydra.get("hydra") if self.hydra is not None else None
+        choices = OmegaConf.select(hydra, "runtime.choices", default=None) if hydra is not None else None
+        if choices is not None and key in choices:
+            return _override_text(choices[key])
+        root, path = (hydra, key.removeprefix("hydra.")) if key.startswith("hydra.") else (self.config, key)
+        if root is None:
+            return None
+        try:
+            value = OmegaConf.select(root, path, default=_ABSENT)
+        except Exception:  # an interpolation that no longer resolves: its text
+            value = OmegaConf.to_container(root, resolve=False)
+            for part in path.split("."):
+                value = value.get(part, _ABSENT) if isinstance(value, dict) else _ABSENT
+        if value is _ABSENT or OmegaConf.is_dict(value) or isinstance(value, dict):
+            return None  # a group's node without .hydra/hydra.yaml to name its option: nothing one cell can show
+        return _override_text(value)
 
     def final(self, name: str) -> float | None:
         points = self.series.get(name)
@@ -106,11 +146,10 @@ def load_run(path: Path) -> Run:
     if (hydra_dir / "overrides.yaml").is_file():
         for item in OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml")) or []:
             key, _, value = str(item).partition("=")
-            key = key.lstrip("+")
-            if not key.startswith("hydra."):
-                overrides[key] = value
+            overrides[key.lstrip("+")] = value
     config = OmegaConf.load(hydra_dir / "config.yaml") if (hydra_dir / "config.yaml").is_file() else None
-    run = Run(path=path, overrides=overrides, config=config)
+    hydra = OmegaConf.load(hydra_dir / "hydra.yaml") if (hydra_dir / "hydra.yaml").is_file() else None
+    run = Run(path=path, overrides=overrides, config=config, hydra=hydra)
     rows, bad = [], 0
     jsonl = path / "metrics.jsonl"
     for line in jsonl.read_text().splitlines() if jsonl.is_file() else []:
@@ -143,6 +182,25 @@ def load_run(path: Path) -> Run:
     ckpts = path / "checkpoints"
     run.checkpoint = next((p for p in (ckpts / "best.pt", ckpts / "last.pt") if p.is_file()), None)
     return run
+
+
+def _override_text(value) -> str:
+    """A config value as an override writes it: true, null, [a,b], 0.001."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=False)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, list):
+        return "[" + ",".join(_override_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _same(values: list[str | None]) -> bool:
+    """One value, numbers compared as numbers (1e-3 is 0.001)."""
+    canon = {(_number(v) if _number(v) is not None else v) for v in values}
+    return len(canon) <= 1
 
 
 def _number(v) -> float | None:
@@ -206,12 +264,23 @@ def val_metrics(runs: list[Run]) -> list[str]:
     return sorted({k for r in runs for k in r.series if k.startswith("val/")})
 
 
-def differing(runs: list[Run]) -> tuple[list[str], dict[str, str]]:
-    """(override keys whose values differ between the runs, overrides shared by all)."""
-    keys = sorted({k for r in runs for k in r.overrides}, key=_natural)
-    diff = [k for k in keys if len({r.overrides.get(k) for r in runs}) > 1]
-    common = {k: runs[0].overrides[k] for k in keys if k not in diff}
+def differing(runs: list[Run], operational: bool = False) -> tuple[list[str], dict[str, str]]:
+    """(overridden keys whose values differ between the runs, those the same in all), a run
+    that did not override a key counting with its config's value; the hyperparameters, or
+    with operational=True the operational keys (OPERATIONAL)."""
+    keys = sorted({k for r in runs for k in r.overrides if is_operational(k) == operational}, key=_natural)
+    diff = [k for k in keys if not _same([r.setting(k) for r in runs])]
+    common = {k: runs[0].setting(k) for k in keys if k not in diff}
     return diff, common
+
+
+def _ranked(runs: list[Run], sort: tuple[str, str] | None) -> list[Run]:
+    """Best first by the sort metric's final value; runs without it last."""
+    if not sort:
+        return runs
+    name, mode = sort
+    sign = -1 if mode == "max" else 1
+    return sorted(runs, key=lambda r: (r.final(name) is None or not math.isfinite(r.final(name)), sign * (r.final(name) or 0)))
 
 
 def table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[list[str], list[list]]:
@@ -219,17 +288,14 @@ def table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[list[str], lis
     first; runs without it last)."""
     diff, _ = differing(runs)
     metrics = val_metrics(runs)
-    if sort:
-        name, mode = sort
-        sign = -1 if mode == "max" else 1
-        runs = sorted(runs, key=lambda r: (r.final(name) is None or not math.isfinite(r.final(name)), sign * (r.final(name) or 0)))
+    runs = _ranked(runs, sort)
     columns = ["run", *diff, "status", "steps", "wall s", "img/s"]
     for m in metrics:
         columns += [f"{m} final"] + ([f"{m} best"] if metric_direction(m) else [])
     columns.append("checkpoint")
     rows = []
     for r in runs:
-        row = [r.label, *(r.overrides.get(k, "") for k in diff), r.status, r.steps, r.wall_s, r.images_per_s]
+        row = [r.label, *(r.setting(k) for k in diff), r.status, r.steps, r.wall_s, r.images_per_s]
         for m in metrics:
             row.append(r.final(m))
             if metric_direction(m):
@@ -237,6 +303,13 @@ def table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[list[str], lis
         row.append(_shown_path(r.checkpoint) if r.checkpoint else "")
         rows.append(row)
     return columns, rows
+
+
+def operational_table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[list[str], list[list]]:
+    """The operational keys that differ between the runs, a row per run in table()'s order
+    (no columns but "run" when none differ)."""
+    keys = differing(runs, operational=True)[0]
+    return ["run", *keys], [[r.label, *(r.setting(k) for k in keys)] for r in _ranked(runs, sort)]
 
 
 def _shown_path(p: Path) -> str:
@@ -293,7 +366,7 @@ def _png(fig) -> bytes:
 
 
 def _legend(run: Run, keys: list[str]) -> str:
-    text = " ".join(f"{k}={run.overrides.get(k, '')}" for k in keys)
+    text = " ".join(f"{k}={run.setting(k)}" for k in keys)
     return f"{run.label}: {text}"[:60] if text else run.label
 
 
@@ -315,7 +388,7 @@ def metric_plot(runs: list[Run], name: str) -> bytes:
 def parameter_plot(runs: list[Run], key: str, metric: str) -> bytes:
     """The final value of `metric` against one swept parameter: numbers on a (log) axis,
     anything else as categories."""
-    points = [(r.overrides.get(key, ""), r.final(metric)) for r in runs if r.final(metric) is not None]
+    points = [(_fmt(r.setting(key)), r.final(metric)) for r in runs if r.final(metric) is not None]
     numeric = all(_number(x) is not None for x, _ in points)
     fig, ax = _figure(5.0, 3.6)
     if numeric:
@@ -363,6 +436,7 @@ def write_report(runs: list[Run], out: Path, sort: tuple[str, str] | None = None
     order = {r.label: r for r in runs}
     ranked = [order[row[0]] for row in rows]
     diff, common = differing(runs)
+    op_columns, op_rows = operational_table(runs, sort)
 
     plots: dict[str, Path] = {}
     for name in val_metrics(runs):
@@ -371,19 +445,27 @@ def write_report(runs: list[Run], out: Path, sort: tuple[str, str] | None = None
         plots[f"{name} by step"] = out / f"{_slug(name)}.png"
         atomic_write(plots[f"{name} by step"], lambda f, n=name: f.write(metric_plot(runs, n)))
     if sort and len(runs) > 1:
-        for key in diff:
+        for key in diff:  # hyperparameters only: an operational key changes nothing a plot could show
             plots[f"{sort[0]} by {key}"] = out / f"sweep_{_slug(key)}.png"
             atomic_write(plots[f"{sort[0]} by {key}"], lambda f, k=key: f.write(parameter_plot(runs, k, sort[0])))
 
     paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
     atomic_write_text(paths["csv"], csv_text(columns, rows))
+    if len(op_columns) > 1:
+        paths["operational_csv"] = out / f"{stem}_operational.csv"
+        atomic_write_text(paths["operational_csv"], csv_text(op_columns, op_rows))
     summary = _summary(runs, sort, common)
     md = ["# genlab report\n", summary + "\n", markdown_table(columns, rows) + "\n"]
+    if len(op_columns) > 1:
+        md += [f"## {OPERATIONAL_TITLE}\n", markdown_table(op_columns, op_rows) + "\n"]
     md += [f"![{title}]({p.name})\n" for title, p in plots.items()]
     md.append(f"Sample grids and loss curves of every run: [{paths['html'].name}]({paths['html'].name})\n")
     atomic_write_text(paths["md"], "\n".join(md))
-    atomic_write_text(paths["html"], _html(ranked, columns, rows, plots, summary))
+    atomic_write_text(paths["html"], _html(ranked, columns, rows, plots, summary, (op_columns, op_rows)))
     return paths | {"plots": list(plots.values())}
+
+
+OPERATIONAL_TITLE = "Operational settings (not hyperparameters: no plots)"
 
 
 def _summary(runs: list[Run], sort, common: dict[str, str]) -> str:
@@ -391,6 +473,9 @@ def _summary(runs: list[Run], sort, common: dict[str, str]) -> str:
     parts.append(f"sorted by {sort[0]} ({'higher' if sort[1] == 'max' else 'lower'} is better)" if sort else "unsorted (no metric to sort by)")
     if common:
         parts.append("common overrides: " + " ".join(f"{k}={v}" for k, v in common.items()))
+    common_op = differing(runs, operational=True)[1]
+    if common_op:
+        parts.append("common operational settings: " + " ".join(f"{k}={v}" for k, v in common_op.items()))
     return "; ".join(parts)
 
 
@@ -412,18 +497,24 @@ th { background: #f0f0f0; } td.wrap { white-space: normal; min-width: 80px; max-
 """
 
 
-def _html(ranked: list[Run], columns: list[str], rows: list[list], plots: dict[str, Path], summary: str) -> str:
-    diff, _ = differing(ranked)
+def _html_table(columns: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    wrap = {columns.index("status")}  # failure reasons are long: let them wrap
+    wrap = {columns.index("status")} if "status" in columns else set()  # failure reasons are long: let them wrap
     body = "".join("<tr>" + "".join(f"<td{' class=wrap' * (i in wrap)}>{html.escape(_fmt(v))}</td>" for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _html(ranked: list[Run], columns: list[str], rows: list[list], plots: dict[str, Path], summary: str, operational=None) -> str:
+    diff, _ = differing(ranked)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>genlab report</title><style>{CSS}</style></head><body>",
-             f"<h1>genlab report</h1><p>{html.escape(summary)}</p>", f"<table><tr>{head}</tr>{body}</table>"]
+             f"<h1>genlab report</h1><p>{html.escape(summary)}</p>", _html_table(columns, rows)]
+    if operational and len(operational[0]) > 1:
+        parts.append(f"<h2>{html.escape(OPERATIONAL_TITLE)}</h2>" + _html_table(*operational))
     if plots:
         parts.append("<h2>Plots</h2><div class='plots'>" + "".join(_img(p.read_bytes(), t) for t, p in plots.items()) + "</div>")
     parts.append("<h2>Runs</h2><div class='runs'>")
     for r in ranked:
-        settings = " ".join(f"{k}={r.overrides.get(k, '')}" for k in diff) or str(r.path)
+        settings = " ".join(f"{k}={r.setting(k)}" for k in diff) or str(r.path)
         card = [f"<div class='run'><h3>{html.escape(r.label)}</h3>", f"<p>{html.escape(settings)}<br>{html.escape(r.status)}</p>"]
         curves = loss_plot(r)
         if curves:
@@ -453,5 +544,9 @@ def main(argv: list[str]) -> int:
         return 2
     print(_summary(runs, sort, differing(runs)[1]))
     print(text_table(*table(runs, sort)))
-    print(f"\nwrote {paths['md']}, {paths['csv'].name}, {paths['html'].name} and {len(paths['plots'])} plot(s)")
+    op_columns, op_rows = operational_table(runs, sort)
+    if len(op_columns) > 1:
+        print(f"\n{OPERATIONAL_TITLE}:\n{text_table(op_columns, op_rows)}")
+    csvs = ", ".join(paths[k].name for k in ("csv", "operational_csv") if k in paths)
+    print(f"\nwrote {paths['md']}, {csvs}, {paths['html'].name} and {len(paths['plots'])} plot(s)")
     return 0

@@ -3,6 +3,7 @@ and the HTML page in a real headless browser."""
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from omegaconf import OmegaConf
 
 from genlab import GenlabError
 from genlab.images import save_grid
-from genlab.report import find_runs, table, write_report
+from genlab.report import find_runs, operational_table, table, write_report
+from genlab.report import main as report_main
 
 
 def make_run(path: Path, overrides: list[str], rows: list[dict], max_steps: int = 30, log: str = "", grid_seed: int | None = 0) -> Path:
@@ -139,3 +141,68 @@ def test_page_renders_in_a_headless_browser(sweep, tmp_path):
     for half in (top, bottom):
         histogram = half.histogram()
         assert sum(histogram[:128]) > 2000, "nothing dark drawn"
+
+
+@pytest.fixture(scope="module")
+def runs_by_hand(tmp_path_factory):
+    """Three runs of genlab train made by hand, each overriding other keys: progress bar,
+    loader workers, checkpoint cadence (operational), max_steps and seed (hyperparameters)."""
+    root = tmp_path_factory.mktemp("by_hand")
+    base = ["model=vae", "data=digits", "logger=jsonl", "trainer.log_every=1", "trainer.eval_every=2", "trainer.eval_batches=1", "trainer.sample_every=0"]
+    extra = {"a": ["trainer.max_steps=3", "trainer.progress_bar=false"],
+             "b": ["trainer.max_steps=4", "data.num_workers=1", "trainer.seed=1"],
+             "c": ["trainer.max_steps=3", "trainer.ckpt_every=2", "trainer.seed=2", "trainer.progress_bar=false"]}
+    procs = {name: subprocess.Popen([sys.executable, "-m", "genlab.cli", "train", *base, *args, f"hydra.run.dir={root / name}"], cwd=root,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for name, args in extra.items()}
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    return root
+
+
+def test_runs_made_by_hand_list_operational_keys_apart_with_each_runs_defaults(runs_by_hand, capsys):
+    runs = find_runs([str(runs_by_hand)])
+    columns, rows = table(runs, ("val/elbo", "max"))
+    # hyperparameters: a run that kept the default shows it, read from its .hydra/config.yaml
+    assert columns[:3] == ["run", "trainer.max_steps", "trainer.seed"]
+    assert {row[0]: tuple(row[1:3]) for row in rows} == {"a": ("3", "0"), "b": ("4", "1"), "c": ("3", "2")}
+    op_columns, op_rows = operational_table(runs, ("val/elbo", "max"))
+    assert op_columns == ["run", "data.num_workers", "trainer.ckpt_every", "trainer.progress_bar"]
+    assert [row[0] for row in op_rows] == [row[0] for row in rows]  # the same order as the main table
+    assert {row[0]: tuple(row[1:]) for row in op_rows} == {"a": ("0", "500", "false"), "b": ("1", "500", "true"), "c": ("0", "2", "false")}
+    assert not set(op_columns[1:]) & set(columns)
+
+    paths = write_report(runs, runs_by_hand, ("val/elbo", "max"))
+    names = {p.name for p in paths["plots"]}
+    assert "sweep_trainer.max_steps.png" in names and "sweep_trainer.seed.png" in names
+    assert not any(k in name for name in names for k in ("progress_bar", "num_workers", "ckpt_every"))
+    with open(paths["operational_csv"]) as f:
+        assert list(csv.DictReader(f)) == [dict(zip(op_columns, row)) for row in op_rows]
+    with open(paths["csv"]) as f:
+        assert "trainer.progress_bar" not in next(csv.reader(f))
+    md = paths["md"].read_text()
+    assert "## Operational settings (not hyperparameters: no plots)" in md and "| a | 0 | 500 | false |" in md
+    assert "by trainer.progress_bar" not in md and "by data.num_workers" not in md
+    page = paths["html"].read_text()
+    assert "<h2>Operational settings (not hyperparameters: no plots)</h2>" in page and "<th>trainer.ckpt_every</th>" in page
+    assert report_main([str(runs_by_hand), "--sort", "val/elbo"]) == 0
+    head, operational = capsys.readouterr().out.split("Operational settings (not hyperparameters: no plots):\n")
+    assert "trainer.progress_bar" not in head and operational.splitlines()[0].split() == op_columns
+
+
+def test_a_key_one_run_set_to_the_others_default_is_no_difference_and_groups_show_their_option(tmp_path):
+    rows = [{"step": 30, "val/mse": 0.1}]
+    make_run(tmp_path / "a", ["optim.lr=1e-3", "model=ae"], rows, grid_seed=None)
+    make_run(tmp_path / "b", ["trainer.max_steps=30"], rows, grid_seed=None)
+    for name in "ab":  # what Hydra writes: the composed config and the groups' chosen options
+        config = OmegaConf.load(tmp_path / name / ".hydra" / "config.yaml")
+        config.optim = {"lr": 0.001}
+        (tmp_path / name / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
+        choices = {"model": "ae" if name == "a" else "vae", "logger": "tensorboard"}
+        (tmp_path / name / ".hydra" / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": {"runtime": {"choices": choices}}}))
+    runs = find_runs([str(tmp_path)])
+    columns, table_rows = table(runs, ("val/mse", "min"))
+    assert columns[:2] == ["run", "model"] and {row[0]: row[1] for row in table_rows} == {"a": "ae", "b": "vae"}
+    # 1e-3 is b's 0.001 and b's 30 steps are a's: the same values, so no columns of their own
+    assert "optim.lr" not in columns and "trainer.max_steps" not in columns

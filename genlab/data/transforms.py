@@ -36,28 +36,31 @@ log = logging.getLogger(__name__)
 _animated_said = False
 
 
-def load_image(path) -> Image.Image:
+def load_image(path, name: str | None = None) -> Image.Image:
     """The one decoder of every path (image folders, two-domain and A|B sets, `genlab sample
     input=`, FID/IS folders): the file's first frame, upright by its EXIF orientation, as
     8-bit grey ("L", from grey, bilevel and 16-bit grey files) or RGB (everything else: CMYK,
     palettes, YCbCr). 16-bit values v become round(v / 257), so a 16-bit copy of an 8-bit
     picture decodes to it exactly; transparency (alpha, a palette's or a colour key's) is
     composited on white. A corrupt or degenerate file fails here, with its name
-    (data.skip_bad_images=true skips such files instead)."""
+    (data.skip_bad_images=true skips such files instead). `path` may be an open binary file
+    (a Hugging Face data set's bytes), `name` what the messages call it."""
     from genlab import GenlabError
 
+    name = str(path) if name is None else name
     try:
         with Image.open(path) as im:
             im.load()
             frames = getattr(im, "n_frames", 1)
-            image = _eight_bit(ImageOps.exif_transpose(im), path)
+            image = _eight_bit(ImageOps.exif_transpose(im), name)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise GenlabError(f"cannot read image {path}: {e}; remove or replace the file, or set data.skip_bad_images=true") from None
+        detail = str(e).replace(f" {path!r}", "") if hasattr(path, "read") else e  # PIL names an open file by its repr
+        raise GenlabError(f"cannot read image {name}: {detail}; remove or replace the file, or set data.skip_bad_images=true") from None
     if min(image.size) < MIN_SIDE:
-        raise GenlabError(f"image {path} is {image.size[0]}x{image.size[1]} pixels, too small to use; remove or replace the file, "
+        raise GenlabError(f"image {name} is {image.size[0]}x{image.size[1]} pixels, too small to use; remove or replace the file, "
                           "or set data.skip_bad_images=true")
     if frames > 1:
-        _say_animated(path, frames)
+        _say_animated(name, frames)
     return image
 
 

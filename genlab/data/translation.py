@@ -117,9 +117,67 @@ def split_pair(path: Path):
     return ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
 
 
-class UnalignedFolders(Dataset):
-    random = True  # B partners and crops come from the (per-sample seeded) torch RNG
+class TwoDomains(Dataset):
+    """What every two-domain set shares, whatever holds its images (folders, a Hugging Face
+    data set): the preprocessing of each domain image, and training's random crops and flips."""
 
+    random = True  # B partners, crops and flips come from the (per-sample seeded) torch RNG
+
+    def _prepare_domains(self, split: str, load_size, crop_size, channels_A: int, channels_B: int, preprocess: str) -> None:
+        self.train = split == "train"
+        self.prepare, self.crop_size, self.channels = Preprocess(preprocess, load_size, crop_size), crop_size, (channels_A, channels_B)
+
+
+class UnpairedDomains(TwoDomains):
+    """Unpaired (CycleGAN): each A image with a B image drawn at random for training (in
+    turn with serial=true, and for testing); each with its own crop and flip. A subclass
+    sets n_A, n_B and serial and gives image_A(i), image_B(j) as PIL images."""
+
+    n_A: int
+    n_B: int
+    serial: bool
+
+    def __len__(self) -> int:
+        return max(self.n_A, self.n_B)
+
+    def __getitem__(self, i: int) -> dict:
+        j = i % self.n_B if self.serial or not self.train else int(torch.randint(self.n_B, ()))
+        a = self.prepare(self.image_A(i % self.n_A), self.channels[0])
+        b = self.prepare(self.image_B(j), self.channels[1])
+        return {"A": self._crop_and_flip(a), "B": self._crop_and_flip(b)}
+
+    def _crop_and_flip(self, x: Tensor) -> Tensor:
+        if self.prepare.crops:
+            return crop_and_flip(x, self.crop_size, self.train)
+        return x.flip(-1) if self.train and torch.rand(()) < 0.5 else x
+
+
+class PairedDomains(TwoDomains):
+    """Paired (pix2pix): item i is a pair, both halves with one crop and flip; direction
+    AtoB or BtoA. A subclass gives __len__ and pair(i) -> (A, B) as PIL images."""
+
+    direction: str
+
+    @staticmethod
+    def _check_direction(direction: str) -> None:
+        if direction not in ("AtoB", "BtoA"):
+            raise GenlabError(f"data.dataset.direction={direction!r} is not one of AtoB, BtoA")
+
+    def __getitem__(self, i: int) -> dict:
+        a_img, b_img = self.pair(i)
+        a, b = self.prepare(a_img, self.channels[0]), self.prepare(b_img, self.channels[1])
+        if a.shape[-2:] != b.shape[-2:]:  # scale_width of A and B images of different aspect ratios
+            b = resize((b + 1) / 2, tuple(a.shape[-2:])) * 2 - 1
+        both = torch.cat([a, b])
+        if self.prepare.crops:
+            both = crop_and_flip(both, self.crop_size, self.train)  # one crop and flip for both
+        elif self.train and torch.rand(()) < 0.5:
+            both = both.flip(-1)
+        a, b = both[: len(a)], both[len(a) :]
+        return {"A": a, "B": b} if self.direction == "AtoB" else {"A": b, "B": a}
+
+
+class UnalignedFolders(UnpairedDomains):
     def __init__(self, root: str, split: str = "train", load_size: int | list[int] = 286, crop_size: int | list[int] = 256, channels_A: int = 3,
                  channels_B: int = 3, serial: bool = False, name: str = "unaligned", preprocess: str = "resize_and_crop",
                  skip_bad_images: bool = False):
@@ -131,32 +189,21 @@ class UnalignedFolders(Dataset):
         self.files_A, self.files_B = (usable_images(list_images(f), skip_bad_images, where=f"in {f}") for f in folders)
         if not self.files_A or not self.files_B:
             raise _missing(root_path, f"images in {split}A/ and {split}B/", name)
-        self.train, self.serial = split == "train", serial
-        self.prepare, self.crop_size, self.channels = Preprocess(preprocess, load_size, crop_size), crop_size, (channels_A, channels_B)
+        self.n_A, self.n_B, self.serial = len(self.files_A), len(self.files_B), serial
+        self._prepare_domains(split, load_size, crop_size, channels_A, channels_B, preprocess)
 
-    def __len__(self) -> int:
-        return max(len(self.files_A), len(self.files_B))
+    def image_A(self, i: int):
+        return load_image(self.files_A[i])
 
-    def __getitem__(self, i: int) -> dict:
-        j = i % len(self.files_B) if self.serial or not self.train else int(torch.randint(len(self.files_B), ()))
-        a = self.prepare(load_image(self.files_A[i % len(self.files_A)]), self.channels[0])
-        b = self.prepare(load_image(self.files_B[j]), self.channels[1])
-        return {"A": self._crop_and_flip(a), "B": self._crop_and_flip(b)}
-
-    def _crop_and_flip(self, x: Tensor) -> Tensor:
-        if self.prepare.crops:
-            return crop_and_flip(x, self.crop_size, self.train)
-        return x.flip(-1) if self.train and torch.rand(()) < 0.5 else x
+    def image_B(self, j: int):
+        return load_image(self.files_B[j])
 
 
-class AlignedFolders(Dataset):
-    random = True
-
+class AlignedFolders(PairedDomains):
     def __init__(self, root: str, split: str = "train", load_size: int | list[int] = 286, crop_size: int | list[int] = 256, channels_A: int = 3,
                  channels_B: int = 3, direction: str = "AtoB", name: str = "aligned", preprocess: str = "resize_and_crop",
                  skip_bad_images: bool = False):
-        if direction not in ("AtoB", "BtoA"):
-            raise GenlabError(f"data.dataset.direction={direction!r} is not one of AtoB, BtoA")
+        self._check_direction(direction)
         root_path = Path(root).expanduser()
         self.separate = (root_path / "A").is_dir()
         partner = lambda f: root_path / "B" / split / f.name  # noqa: E731
@@ -173,27 +220,16 @@ class AlignedFolders(Dataset):
         self.partners = [partner(f) for f in self.files] if self.separate else []
         if not self.files:
             raise _missing(root_path, f"{split}/ with A|B side-by-side images, or A/{split}/ and B/{split}/", name)
-        self.train, self.direction = split == "train", direction
-        self.prepare, self.crop_size, self.channels = Preprocess(preprocess, load_size, crop_size), crop_size, (channels_A, channels_B)
+        self.direction = direction
+        self._prepare_domains(split, load_size, crop_size, channels_A, channels_B, preprocess)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict:
+    def pair(self, i: int):
         if self.separate:
-            a_img, b_img = load_image(self.files[i]), load_image(self.partners[i])
-        else:
-            a_img, b_img = split_pair(self.files[i])
-        a, b = self.prepare(a_img, self.channels[0]), self.prepare(b_img, self.channels[1])
-        if a.shape[-2:] != b.shape[-2:]:  # scale_width of A and B files of different aspect ratios
-            b = resize((b + 1) / 2, tuple(a.shape[-2:])) * 2 - 1
-        both = torch.cat([a, b])
-        if self.prepare.crops:
-            both = crop_and_flip(both, self.crop_size, self.train)  # one crop and flip for both
-        elif self.train and torch.rand(()) < 0.5:
-            both = both.flip(-1)
-        a, b = both[: len(a)], both[len(a) :]
-        return {"A": a, "B": b} if self.direction == "AtoB" else {"A": b, "B": a}
+            return load_image(self.files[i]), load_image(self.partners[i])
+        return split_pair(self.files[i])
 
 
 def edge_map(x: Tensor) -> Tensor:
