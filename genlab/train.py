@@ -34,6 +34,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
 
     Callable without the CLI: pass a composed config, a run directory and, when resuming,
     the key=value overrides to apply on top of the checkpoint's config."""
+    distributed.quiet_other_ranks()
     hydra_dir, hydra_overrides, choices = _hydra_context()
     overrides = hydra_overrides if overrides is None else overrides
     run_dir = Path(run_dir or hydra_dir or os.getcwd())
