@@ -153,12 +153,21 @@ class Trainer:
             raise GenlabError(f"trainer.ema_decay={t.ema_decay} does not apply: {type(model).__name__} keeps no EMA of its weights; drop it")
         self.ema = EMA(self.model, float(t.ema_decay), t.get("ema_rampup")) if t.get("ema_decay") else None
         if t.get("compile"):
+            adversarial = getattr(model, "adversarial", None)
+            if adversarial is not None and (adversarial.gp_weight or adversarial.r1_gamma):
+                which, key = ("gradient penalty", "gp_weight") if adversarial.gp_weight else ("R1 penalty", "r1_gamma")
+                raise GenlabError(f"trainer.compile=true cannot train with the {which}: it differentiates the discriminator's gradient "
+                                  f"(double backward), which torch.compile does not support; drop trainer.compile or set loss.{key}=0")
             for child in self.model.children():
                 child.compile()  # in place: state_dict keys keep their names
 
         self._all_params = list(self.model.parameters())
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
+        # per optimizer: the trainable parameters of the other groups, frozen during its phases
+        self._frozen = {n: [p for p, trainable in zip(self._all_params, self._trainable) if trainable and id(p) not in ids]
+                        for n, ids in self._group_ids.items()}
+        self._grad_clip = float(t.grad_clip) if t.get("grad_clip") else None  # read once: a DictConfig lookup costs ~0.1 ms
         self.eval_metrics = list(t.get("eval_metrics") or [])
         # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
         self._model_metrics = [m for m in self.eval_metrics if m in METRICS]
@@ -407,9 +416,9 @@ class Trainer:
     def _run_phase(self, phase, batch: dict, ctx: dict) -> None:
         """One optimizer step on the phase's parameter group; every other parameter is frozen
         so no gradient leaks into another network."""
-        own = self._group_ids[phase.optimizer]
-        for p, trainable in zip(self._all_params, self._trainable):
-            p.requires_grad_(trainable and id(p) in own)
+        frozen = self._frozen[phase.optimizer]
+        for p in frozen:
+            p.requires_grad_(False)
         opt, scaler = self.optimizers[phase.optimizer], self.scalers.get(phase.optimizer)
         opt.zero_grad(set_to_none=True)
         with autocast_context(self.device, self.precision), grad_scaler(scaler):
@@ -419,10 +428,10 @@ class Trainer:
         if self.world_size > 1:
             distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
         prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
-        if self.t.get("grad_clip"):
+        if self._grad_clip:
             if scaler:
                 scaler.unscale_(opt)
-            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], float(self.t.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], self._grad_clip)
             self.reporter.accumulate(prefix + "grad_norm", norm)
         if scaler:
             scaler.step(opt)
@@ -432,8 +441,8 @@ class Trainer:
         self.model.after_step(phase.name)
         for k, v in logs.items():
             self.reporter.accumulate(prefix + k, v)
-        for p, trainable in zip(self._all_params, self._trainable):
-            p.requires_grad_(trainable)
+        for p in frozen:
+            p.requires_grad_(True)
 
     def _check_losses(self) -> None:
         """Read the phases' losses since the last read in one transfer from the device: the
