@@ -20,6 +20,7 @@ matmul rate measured in the same run:
     python scripts/bench_train.py --models cyclegan --steps 3 10
     python scripts/bench_train.py --device cuda --steps 5 30 --precisions 32 bf16 fp16
     python scripts/bench_train.py --device cuda --overrides trainer.compile=true trainer.channels_last=true
+    python scripts/bench_train.py --models dcgan --precisions 32 --overrides trainer.compile=true   # + speed-up over eager, compile time
     OMP_NUM_THREADS=1 python scripts/bench_train.py --models ring8_b8 ring8_b256 dcgan32_b8 --skip-startup
 
 FLOPs per step come from torch.utils.flop_counter on the reference step (2 per multiply-add).
@@ -267,6 +268,13 @@ def main() -> None:
             per_it[(name, precision)] = (ours, ref)
             print(f"  {name + ' ' + precision:24} {ours:11.3f} {ref:14.3f} {100 * (ours / ref - 1):+8.1f}% {flops / 1e9:9.1f} "
                   f"{100 * flops / ours / peaks[precision]:12.1f}% {t1 - n1 * ours:10.1f}", flush=True)
+            if "trainer.compile=true" in args.overrides:  # the same row eager: the speed-up, and compile time from the start-ups
+                eager = [o for o in overrides if o != "trainer.compile=true"]
+                e1 = genlab_process(eager, n1, tmp / f"{name}-{precision}-eager-a", env)
+                e2 = genlab_process(eager, n2, tmp / f"{name}-{precision}-eager-b", env)
+                eager_it = (e2 - e1) / (n2 - n1)
+                print(f"  {'':24} compiled {eager_it / ours:.2f}x the eager genlab ({eager_it:.3f} s/it); compile time "
+                      f"{(t1 - n1 * ours) - (e1 - n1 * eager_it):.1f} s (start-up compiled minus eager)", flush=True)
     host = [m for m in args.models if m in HOST_BOUND]
     if host:
         print(f"\nhost-bound rows, fp32, {args.rounds} alternating rounds of {args.host_steps} steps (median; min-max of the rounds' ratios)")
