@@ -7,7 +7,9 @@ optimizer sees the gradient of the global batch and the replicas stay identical.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -18,6 +20,15 @@ from genlab.device import select_device
 def world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def quiet_other_ranks() -> None:
+    """Only rank 0 talks: the other ranks log errors only and show no Python warnings (rank 0
+    shows the same ones), so a torchrun job prints its start and step lines once."""
+    if world()[0] == 0:
+        return
+    logging.getLogger().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
 
 
 def setup(device_name: str = "auto") -> tuple[int, int, torch.device]:

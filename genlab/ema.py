@@ -41,16 +41,26 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         beta = self.beta(step)
-        for shadows, named, names in ((dict(self.module.named_parameters()), model.named_parameters(), self._averaged),
-                                      (dict(self.module.named_buffers()), model.named_buffers(), self._averaged_buffers)):
-            averaged, live = [], []
-            for name, value in named:
-                if name in names:
-                    averaged.append(shadows[name]), live.append(value.detach())
-                else:
-                    shadows[name].copy_(value)
-            if averaged:
-                torch._foreach_lerp_(averaged, live, 1.0 - beta)
+        averaged, live, copies, sources = self._pairs(model)
+        if averaged:
+            torch._foreach_lerp_(averaged, live, 1.0 - beta)
+        if copies:
+            torch._foreach_copy_(copies, sources)
+
+    def _pairs(self, model: nn.Module) -> tuple[list, list, list, list]:
+        """(shadows, live tensors) averaged and (shadows, live tensors) copied, found once per
+        model (walking the modules' names at every step cost more than the update itself)."""
+        if getattr(self, "_pairs_of", None) is not model:
+            averaged, live, copies, sources = [], [], [], []
+            for shadows, named, names in ((dict(self.module.named_parameters()), model.named_parameters(), self._averaged),
+                                          (dict(self.module.named_buffers()), model.named_buffers(), self._averaged_buffers)):
+                for name, value in named:
+                    if name in names:
+                        averaged.append(shadows[name]), live.append(value.detach())
+                    else:
+                        copies.append(shadows[name]), sources.append(value.detach())
+            self._pairs_cache, self._pairs_of = (averaged, live, copies, sources), model
+        return self._pairs_cache
 
     def state_dict(self) -> dict:
         return self.module.state_dict()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from genlab import GenlabError
@@ -247,8 +248,12 @@ class Reporter:
         self._counts[name] = self._counts.get(name, 0) + 1
 
     def means(self) -> dict[str, float]:
-        """The running means since the last call, then reset."""
-        out = {k: (v / self._counts[k]).item() for k, v in self._sums.items()}
+        """The running means since the last call, then reset; read from the device at once."""
+        if not self._sums:
+            return {}
+        device = next(iter(self._sums.values())).device
+        means = torch.stack([(v / self._counts[k]).reshape(()).to(device) for k, v in self._sums.items()]).tolist()
+        out = dict(zip(self._sums, means))
         self._sums, self._counts = {}, {}
         return out
 

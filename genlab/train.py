@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from genlab import checkpoint, distributed
 from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
+from genlab.device import share_cores
 from genlab.sweep import own_checkpoint
 from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, monitor, total_steps
 from genlab.validation import check_applies, check_values
@@ -34,6 +35,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
 
     Callable without the CLI: pass a composed config, a run directory and, when resuming,
     the key=value overrides to apply on top of the checkpoint's config."""
+    distributed.quiet_other_ranks()
     hydra_dir, hydra_overrides, choices = _hydra_context()
     overrides = hydra_overrides if overrides is None else overrides
     run_dir = Path(run_dir or hydra_dir or os.getcwd())
@@ -48,6 +50,7 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         resume = own_checkpoint(run_dir, cfg)
     check_values(cfg, "train")
     check_applies(cfg, choices, [] if resume else overrides)
+    share_cores(cfg.trainer, cfg.data)
     seed_everything(int(cfg.trainer.seed))
     model = build(cfg.model, "model")
     trainer = build_trainer(cfg, model, run_dir, choices)

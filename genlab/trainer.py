@@ -33,6 +33,8 @@ from genlab.reporting import Reporter, flatten
 log = logging.getLogger(__name__)
 # a loss term beyond this is diverging even while it is still finite (warned once per run)
 DIVERGENCE_BOUND = 1e10
+# torchrun ranks agree on a stop signal every this many steps when trainer.log_every is 0
+STOP_CHECK_EVERY = 50
 
 
 class Aborted(RunError):
@@ -151,12 +153,21 @@ class Trainer:
             raise GenlabError(f"trainer.ema_decay={t.ema_decay} does not apply: {type(model).__name__} keeps no EMA of its weights; drop it")
         self.ema = EMA(self.model, float(t.ema_decay), t.get("ema_rampup")) if t.get("ema_decay") else None
         if t.get("compile"):
+            adversarial = getattr(model, "adversarial", None)
+            if adversarial is not None and (adversarial.gp_weight or adversarial.r1_gamma):
+                which, key = ("gradient penalty", "gp_weight") if adversarial.gp_weight else ("R1 penalty", "r1_gamma")
+                raise GenlabError(f"trainer.compile=true cannot train with the {which}: it differentiates the discriminator's gradient "
+                                  f"(double backward), which torch.compile does not support; drop trainer.compile or set loss.{key}=0")
             for child in self.model.children():
                 child.compile()  # in place: state_dict keys keep their names
 
         self._all_params = list(self.model.parameters())
         self._trainable = [p.requires_grad for p in self._all_params]
         self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
+        # per optimizer: the trainable parameters of the other groups, frozen during its phases
+        self._frozen = {n: [p for p, trainable in zip(self._all_params, self._trainable) if trainable and id(p) not in ids]
+                        for n, ids in self._group_ids.items()}
+        self._grad_clip = float(t.grad_clip) if t.get("grad_clip") else None  # read once: a DictConfig lookup costs ~0.1 ms
         self.eval_metrics = list(t.get("eval_metrics") or [])
         # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
         self._model_metrics = [m for m in self.eval_metrics if m in METRICS]
@@ -181,6 +192,9 @@ class Trainer:
         self._writing, self._abort = False, False  # a checkpoint write in progress; a second Ctrl-C during it
         self._pending: tuple[int, bytes] | None = None  # a checkpoint that waits for its step's losses
         self._warned_divergence = False
+        # (step, phase, loss) of the phases since the losses were last read: read together, at a
+        # log step or before a checkpoint is published, so that no step waits for the device
+        self._losses: list[tuple[int, str, torch.Tensor]] = []
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -295,6 +309,7 @@ class Trainer:
 
     def _flush_pending(self) -> None:
         if self._pending is not None:
+            self._check_losses()  # the held-back weights' own step and every step before it
             step, data = self._pending
             self._pending = None
             self._write(step, data)
@@ -327,12 +342,14 @@ class Trainer:
         t, model = self.t, self.model
         fixed = to_device(self.grid_batch, self.device) if self.is_main and self.grid_batch is not None else None
         every = {k: int(t.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every")}
+        # torchrun: the ranks agree on a stop (and rank 0's batch-norm statistics reach the others) at these steps only
+        self._sync_every = every["log_every"] or STOP_CHECK_EVERY
         from tqdm import tqdm
 
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True, disable=not (t.get("progress_bar", True) and self.is_main))
         start, tick, tick_images, train_means = time.perf_counter(), time.perf_counter(), 0, {}
         model.train()
-        with self._stop_on_signals():
+        with self._stop_on_signals(), self._losses_first():
             while self.step < self.total_steps and not self._should_stop():
                 if self.world_size > 1:  # per-rank noise, a pure function of (seed, step, rank): resumable
                     torch.manual_seed((int(t.seed) * 1_000_003 + self.step) * self.world_size + self.rank)
@@ -345,7 +362,7 @@ class Trainer:
                         self._run_phase(phase, batch if r == 0 else self._batch(), ctx)
                 for s in self.schedulers.values():
                     s.step()
-                if self.world_size > 1:
+                if self.world_size > 1 and (self.step + 1) % self._sync_every == 0:
                     distributed.broadcast_buffers(model)
                 if self.ema:
                     self.ema.update(model, self.step)
@@ -355,6 +372,7 @@ class Trainer:
                 bar.update(1)
                 if every["log_every"] and self.step % every["log_every"] == 0:
                     now = time.perf_counter()
+                    self._check_losses()
                     train_means = self.reporter.means()
                     self._check_divergence(train_means)
                     perf = {"perf/images_per_s": tick_images / (now - tick), "epoch": float(self.stream.epoch)}
@@ -368,6 +386,7 @@ class Trainer:
                     self._validate()
                 if every["ckpt_every"] and self.step % every["ckpt_every"] == 0:
                     self._checkpoint_when_confirmed()
+            self._check_losses()  # nothing below publishes weights that gave a non-finite loss
         bar.close()
         self._pending = None  # the final save below writes the same or a later state
         if self.world_size > 1 and self._signal is None and self.step < self.total_steps:
@@ -397,28 +416,22 @@ class Trainer:
     def _run_phase(self, phase, batch: dict, ctx: dict) -> None:
         """One optimizer step on the phase's parameter group; every other parameter is frozen
         so no gradient leaks into another network."""
-        own = self._group_ids[phase.optimizer]
-        for p, trainable in zip(self._all_params, self._trainable):
-            p.requires_grad_(trainable and id(p) in own)
+        frozen = self._frozen[phase.optimizer]
+        for p in frozen:
+            p.requires_grad_(False)
         opt, scaler = self.optimizers[phase.optimizer], self.scalers.get(phase.optimizer)
         opt.zero_grad(set_to_none=True)
         with autocast_context(self.device, self.precision), grad_scaler(scaler):
             loss, logs = self.model.training_step(batch, phase.name, ctx)
-        value = loss.detach().float().item()
-        if not math.isfinite(value):
-            self._pending = None  # it holds the weights that gave this loss
-            fixes = "lower optim.lr or set trainer.grad_clip" + ("" if self.precision == "32" else ", or use trainer.precision=32")
-            raise RunError(f"the loss of phase {phase.name!r} is {value} at step {self.step}; "
-                           f"{self._last_checkpoint().replace('the previous', 'the last good')}; {fixes}")
-        self._check_divergence({phase.name: value})
+        self._losses.append((self.step, phase.name, loss.detach()))  # checked at the next read (_check_losses)
         (scaler.scale(loss) if scaler else loss).backward()
         if self.world_size > 1:
             distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
         prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
-        if self.t.get("grad_clip"):
+        if self._grad_clip:
             if scaler:
                 scaler.unscale_(opt)
-            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], float(self.t.grad_clip))
+            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], self._grad_clip)
             self.reporter.accumulate(prefix + "grad_norm", norm)
         if scaler:
             scaler.step(opt)
@@ -428,17 +441,45 @@ class Trainer:
         self.model.after_step(phase.name)
         for k, v in logs.items():
             self.reporter.accumulate(prefix + k, v)
-        for p, trainable in zip(self._all_params, self._trainable):
-            p.requires_grad_(trainable)
+        for p in frozen:
+            p.requires_grad_(True)
 
-    def _check_divergence(self, values: dict[str, float]) -> None:
+    def _check_losses(self) -> None:
+        """Read the phases' losses since the last read in one transfer from the device: the
+        first non-finite one stops the run, naming its phase and step (the run may have gone
+        on a few steps since: nothing was published from them); one beyond DIVERGENCE_BOUND is
+        warned once."""
+        if not self._losses:
+            return
+        losses, self._losses = self._losses, []
+        values = torch.stack([loss.float().reshape(()) for _, _, loss in losses]).tolist()
+        for (step, name, _), value in zip(losses, values):
+            if not math.isfinite(value):
+                self._pending = None  # it holds weights that gave this loss or came after it
+                fixes = "lower optim.lr or set trainer.grad_clip" + ("" if self.precision == "32" else ", or use trainer.precision=32")
+                raise RunError(f"the loss of phase {name!r} is {value} at step {step}; "
+                               f"{self._last_checkpoint().replace('the previous', 'the last good')}; {fixes}")
+        for (step, name, _), value in zip(losses, values):
+            self._check_divergence({name: value}, step)
+
+    @contextlib.contextmanager
+    def _losses_first(self):
+        """An error in a step after an unread non-finite loss (an op that refuses NaN) is
+        reported as that loss."""
+        try:
+            yield
+        except Exception:
+            self._check_losses()
+            raise
+
+    def _check_divergence(self, values: dict[str, float], step: int | None = None) -> None:
         if self._warned_divergence:
             return
         for name, value in values.items():
             if abs(value) > DIVERGENCE_BOUND:
                 self._warned_divergence = True
                 log.warning("%s = %.3g at step %d: the training is diverging (warned once); lower optim.lr or set trainer.grad_clip",
-                            name, value, self.step)
+                            name, value, self.step if step is None else step)
                 return
 
     @property
@@ -453,7 +494,11 @@ class Trainer:
         return batch
 
     def _should_stop(self) -> bool:
+        """A signal stops this process at the next step; torchrun's ranks agree on it at every
+        _sync_every-th step (one all-reduce and read), so that all stop at the same step."""
         if self.world_size > 1:
+            if self.step % self._sync_every:
+                return False
             return distributed.any_rank(self._signal is not None, self.device)
         return self._signal is not None
 
@@ -467,6 +512,7 @@ class Trainer:
     def _visuals(self, fixed: dict) -> None:
         if not self.is_main:
             return
+        self._check_losses()
         with self._evaluating() as model:
             visuals = model.visuals(fixed)
         self.reporter.images(self.step, visuals, self.run_dir / "samples")
@@ -474,6 +520,7 @@ class Trainer:
     def _validate(self) -> None:
         if not self.is_main:
             return
+        self._check_losses()  # best.pt is never written from weights that gave a non-finite loss
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
             for name in self._model_metrics:

@@ -89,6 +89,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "trainer.max_epochs": Int(min=1, null=True),
         "trainer.log_every": STEPS, "trainer.sample_every": STEPS, "trainer.eval_every": STEPS, "trainer.ckpt_every": STEPS,
         "trainer.keep_last": Int(min=0),
+        "trainer.threads": Int(min=1, null=True),
         "trainer.seed": Int(min=0),
         "trainer.precision": Choice(("32", "bf16", "fp16")),
         "trainer.grad_clip": Float(gt=0, null=True),

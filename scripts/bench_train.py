@@ -8,12 +8,20 @@ matmul rate measured in the same run:
     (T(N2) - T(N1)) / (N2 - N1), so start-up, the end-of-run grids, validation and
     checkpoint cancel out; start-up (+ the end of the run) is T(N1) - N1 * per-iteration;
   * the reference loop is timed in this process after one warm-up step;
-  * `genlab train trainer.max_steps=1` (the default VAE) end to end, with its import time.
+  * `genlab train trainer.max_steps=1` (the default VAE) end to end, with its import time;
+  * host-bound rows, where a step's compute is small as on a GPU and what the loop does on
+    the host between kernels decides (the ring8 MLP GAN at batch 8 and 256, a DCGAN of base
+    32 at batch 8): genlab's loop (genlab.train.run in this process, per step from the wall
+    times of its logged steps, after the first) and the hand-written loop alternate
+    --rounds times in this process, each --host-steps steps; the overhead is the ratio of
+    their medians. On one thread (OMP_NUM_THREADS=1) by default.
 
     python scripts/bench_train.py                          # all, CPU
     python scripts/bench_train.py --models cyclegan --steps 3 10
     python scripts/bench_train.py --device cuda --steps 5 30 --precisions 32 bf16 fp16
     python scripts/bench_train.py --device cuda --overrides trainer.compile=true trainer.channels_last=true
+    python scripts/bench_train.py --models dcgan --precisions 32 --overrides trainer.compile=true   # + speed-up over eager, compile time
+    OMP_NUM_THREADS=1 python scripts/bench_train.py --models ring8_b8 ring8_b256 dcgan32_b8 --skip-startup
 
 FLOPs per step come from torch.utils.flop_counter on the reference step (2 per multiply-add).
 The genlab runs log every 5 steps (default 50) and keep the model's own EMA setting (DCGAN:
@@ -46,6 +54,12 @@ SETTINGS = {
     "cyclegan": ["model=cyclegan", "data=horse2zebra", "data.image_size=128", "data.dataset.load_size=143", "model.generator_AB.n_blocks=6"],
     "pix2pix": ["model=pix2pix", "data=facades", "data.image_size=128", "data.dataset.load_size=143", "model.generator.num_downs=7"],
     "dcgan": ["experiment=dcgan", "data.batch_size=64"],
+}
+# host-bound rows: name -> overrides; the hand-written loop is the DCGAN one (non-saturating, Adam)
+HOST_BOUND = {
+    "ring8_b8": ["experiment=gan_ring8", "data.batch_size=8", "trainer.eval_metrics=[]"],
+    "ring8_b256": ["experiment=gan_ring8", "data.batch_size=256", "trainer.eval_metrics=[]"],
+    "dcgan32_b8": ["experiment=dcgan", "data.batch_size=8", "model.generator.base_channels=32", "model.discriminator.base_channels=32"],
 }
 COMMON = ["trainer.log_every=5", "trainer.sample_every=0", "trainer.eval_every=0", "trainer.ckpt_every=0", "trainer.progress_bar=false",
           "trainer.eval_batches=1", "logger=jsonl"]
@@ -179,6 +193,30 @@ def _null():
     return contextlib.nullcontext()
 
 
+def host_bound_row(name: str, cfg, device: torch.device, steps: int, rounds: int, run_root: Path) -> tuple[list[float], list[float]]:
+    """(genlab seconds per step, hand-written seconds per step) of each round, alternating."""
+    import json
+
+    from genlab import train
+
+    step, batches = reference_loop("dcgan", cfg, device)
+    step(next(batches), _null)  # warm-up
+    ours, ref = [], []
+    for r in range(rounds):
+        run_dir = run_root / f"{name}-{r}"
+        train.run(cfg, run_dir=run_dir)
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        logged = [row for row in rows if "perf/images_per_s" in row]  # the train rows, at log_every steps
+        ours.append((logged[-1]["wall_s"] - logged[0]["wall_s"]) / (logged[-1]["step"] - logged[0]["step"]))
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(next(batches), _null)
+        synchronize(device)
+        ref.append((time.perf_counter() - start) / steps)
+    return ours, ref
+
+
 def genlab_process(overrides: list[str], steps: int, run_dir: Path, env: dict) -> float:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "genlab.cli", "train", *overrides, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}"],
@@ -191,7 +229,9 @@ def genlab_process(overrides: list[str], steps: int, run_dir: Path, env: dict) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--models", nargs="+", default=[*SETTINGS, *HOST_BOUND], choices=[*SETTINGS, *HOST_BOUND])
+    ap.add_argument("--rounds", type=int, default=5, help="alternations of genlab and the hand-written loop in the host-bound rows")
+    ap.add_argument("--host-steps", type=int, default=200, help="steps of each host-bound round")
     ap.add_argument("--precisions", nargs="+", default=["32", "bf16"], choices=["32", "bf16", "fp16"])
     ap.add_argument("--steps", nargs=2, type=int, default=[2, 7], metavar=("N1", "N2"), help="steps of the two genlab processes")
     ap.add_argument("--device", default="cpu")
@@ -204,15 +244,19 @@ def main() -> None:
     make_translation_data(tmp / "data")
     env = {**os.environ, "GENLAB_DATA": str(tmp / "data"), "GENLAB_CACHE": str(tmp / "cache")}
     os.environ["GENLAB_DATA"] = env["GENLAB_DATA"]
-    peaks = {"32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
-    if device.type == "cuda":
-        peaks["fp16"] = matmul_rate(device, torch.float16)
-    print(f"{torch.get_num_threads()} threads, {device}, load average {os.getloadavg()[0]:.2f}; matmul peak "
-          + ", ".join(f"{'fp32' if k == '32' else k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
-          + f"; genlab per-iteration from processes of {n1} and {n2} steps")
-    print(f"  {'':24} {'genlab s/it':>11} {'reference s/it':>14} {'overhead':>9} {'GFLOP/it':>9} {'genlab % peak':>13} {'start-up s':>10}")
+    whole = [m for m in args.models if m in SETTINGS]
+    print(f"{torch.get_num_threads()} threads, {device}, load average {os.getloadavg()[0]:.2f}", end="")
+    if whole:  # the whole-process rows state their share of the matmul peak
+        peaks = {"32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
+        if device.type == "cuda":
+            peaks["fp16"] = matmul_rate(device, torch.float16)
+        print("; matmul peak " + ", ".join(f"{'fp32' if k == '32' else k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
+              + f"; genlab per-iteration from processes of {n1} and {n2} steps")
+        print(f"  {'':24} {'genlab s/it':>11} {'reference s/it':>14} {'overhead':>9} {'GFLOP/it':>9} {'genlab % peak':>13} {'start-up s':>10}")
+    else:
+        print()
     per_it = {}
-    for name in args.models:
+    for name in whole:
         for precision in args.precisions:
             overrides = [*SETTINGS[name], *COMMON, f"trainer.precision={precision}", f"trainer.device={args.device}", *args.overrides]
             with initialize_config_module(config_module="genlab.configs", version_base=None):
@@ -224,6 +268,25 @@ def main() -> None:
             per_it[(name, precision)] = (ours, ref)
             print(f"  {name + ' ' + precision:24} {ours:11.3f} {ref:14.3f} {100 * (ours / ref - 1):+8.1f}% {flops / 1e9:9.1f} "
                   f"{100 * flops / ours / peaks[precision]:12.1f}% {t1 - n1 * ours:10.1f}", flush=True)
+            if "trainer.compile=true" in args.overrides:  # the same row eager: the speed-up, and compile time from the start-ups
+                eager = [o for o in overrides if o != "trainer.compile=true"]
+                e1 = genlab_process(eager, n1, tmp / f"{name}-{precision}-eager-a", env)
+                e2 = genlab_process(eager, n2, tmp / f"{name}-{precision}-eager-b", env)
+                eager_it = (e2 - e1) / (n2 - n1)
+                print(f"  {'':24} compiled {eager_it / ours:.2f}x the eager genlab ({eager_it:.3f} s/it); compile time "
+                      f"{(t1 - n1 * ours) - (e1 - n1 * eager_it):.1f} s (start-up compiled minus eager)", flush=True)
+    host = [m for m in args.models if m in HOST_BOUND]
+    if host:
+        print(f"\nhost-bound rows, fp32, {args.rounds} alternating rounds of {args.host_steps} steps (median; min-max of the rounds' ratios)")
+        print(f"  {'':24} {'genlab ms/it':>12} {'reference ms/it':>15} {'overhead':>9} {'range':>16}")
+    for name in host:
+        overrides = [*HOST_BOUND[name], *COMMON, f"trainer.device={args.device}", f"trainer.max_steps={args.host_steps}", *args.overrides]
+        with initialize_config_module(config_module="genlab.configs", version_base=None):
+            cfg = compose("train", overrides=overrides)
+        ours, ref = host_bound_row(name, cfg, device, args.host_steps, args.rounds, tmp)
+        ratios = [o / r - 1 for o, r in zip(ours, ref)]
+        print(f"  {name:24} {1e3 * np.median(ours):12.2f} {1e3 * np.median(ref):15.2f} {100 * (np.median(ours) / np.median(ref) - 1):+8.1f}% "
+              f"{100 * min(ratios):+7.1f}..{100 * max(ratios):+.1f}%", flush=True)
     for name in args.models:
         if (name, "32") in per_it and (name, "bf16") in per_it:
             g32, r32 = per_it[(name, "32")]

@@ -28,7 +28,7 @@ needs = {
 
 def genlab(*args, cwd, env=None, check=True):
     proc = subprocess.run([sys.executable, "-m", "genlab.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+                          env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None})
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -174,13 +174,18 @@ def test_optuna_sweep_over_an_interval_maximises_the_elbo(tmp_path):
 
 
 @needs["joblib"]
-def test_joblib_sweep_runs_two_jobs_in_parallel_and_writes_the_report(tmp_path):
+def test_joblib_sweep_runs_two_jobs_in_parallel_each_on_its_share_of_the_cores_and_writes_the_report(tmp_path):
+    from genlab.device import cores, thread_share
+
     sweep = tmp_path / "sweep"
     out = genlab("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-3,3e-3", "model=ae",
-                 "trainer.max_steps=4", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path)
+                 "trainer.max_steps=4", f"hydra.sweep.dir={sweep}", *QUIET, cwd=tmp_path, env={"OMP_NUM_THREADS": None})
     assert "Joblib.Parallel(n_jobs=2,backend=loky" in out.stdout + out.stderr
+    share = thread_share(cores(), 2)  # 1 on a 2-core machine
     for job in ("0", "1"):
         assert checkpoint.load(sweep / job)[0]["step"] == 4
+        # joblib's workers get OMP_NUM_THREADS=cores // n_jobs; genlab says so and matches the data workers
+        assert f"threads={share} (OMP_NUM_THREADS), data workers=0: {cores()} cores, 2 concurrent jobs (hydra.launcher.n_jobs=2)" in (sweep / job / "train.log").read_text()
     for name in ("report.md", "report.csv", "report.html", "val_mse.png", "sweep_optim.lr.png"):
         assert (sweep / name).is_file(), name
     assert (sweep / "report.md").read_text().count("| done |") == 2

@@ -175,5 +175,6 @@ def eval_loader(data_cfg: DictConfig, split: str = "test", batch_size: int | Non
         shuffle=False,
         collate_fn=collate,
         num_workers=data_cfg.get("num_workers", 0),
+        pin_memory=torch.cuda.is_available(),  # to_device's non_blocking copies then overlap
         generator=torch.Generator(),
     )
