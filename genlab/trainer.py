@@ -33,7 +33,7 @@ from genlab.reporting import Reporter, flatten
 log = logging.getLogger(__name__)
 # a loss term beyond this is diverging even while it is still finite (warned once per run)
 DIVERGENCE_BOUND = 1e10
-# torchrun ranks agree on a stop signal every this many steps when trainer.log_every is 0
+# with trainer.log_every=0: the losses are read, and torchrun ranks agree on a stop signal, every this many steps
 STOP_CHECK_EVERY = 50
 
 
@@ -380,6 +380,8 @@ class Trainer:
                     self.reporter.scalars(self.step, train_means | lrs | perf)
                     bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in train_means.items() if k.endswith("loss")} | {"img/s": f"{perf['perf/images_per_s']:.0f}"})
                     tick, tick_images = now, 0
+                elif not every["log_every"] and self.step % STOP_CHECK_EVERY == 0:
+                    self._check_losses()  # without logging too, the unread losses stay few
                 if every["sample_every"] and self.step % every["sample_every"] == 0:
                     self._visuals(fixed)
                 if every["eval_every"] and self.step % every["eval_every"] == 0:
