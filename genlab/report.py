@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import GenlabError
+from genlab import GenlabError, runstatus
 from genlab.atomic import atomic_write, atomic_write_text
 from genlab.sweep import metric_direction, objective
 
@@ -213,29 +213,30 @@ def _number(v) -> float | None:
 
 
 def _status(run: Run) -> str:
-    """done, or where the run is: the last of its train.log's errors (a failed sweep trial),
-    stops (a signal) and resumptions decides."""
+    """The run's status.json (genlab/runstatus.py) in words: done, stopped at step N of M,
+    failed: <its one-line error>; with how often it was resumed. A run without one (made
+    before status.json, or by hand) is done where its metrics reach its max_steps, else "at
+    step N"; so is a "running" one whose process was killed without a word."""
     total = None
     if run.config is not None:
         try:
             total = None if run.config.trainer.get("max_epochs") else int(run.config.trainer.max_steps)
         except Exception:  # a config from disk that no longer resolves
             total = None
-    event = None
-    logfile = run.path / "train.log"
-    for line in logfile.read_text(errors="replace").splitlines() if logfile.is_file() else []:
-        if "genlab: error: " in line:
-            event = "failed: " + line.split("genlab: error: ", 1)[1].removesuffix(" (this trial failed; the sweep goes on)")
-        elif "stopped by SIG" in line:
-            event = "stopped"
-        elif "resumed from " in line:
-            event = None
-    where = f"step {run.steps}" + (f" of {total}" if total else "")
-    if event == "stopped":
-        return f"stopped at {where}"
-    if event:
-        return event
-    return "done" if total is not None and run.steps >= total else f"at {where}"
+    status = runstatus.read(run.path) or {}
+    total = status.get("total_steps") or total
+    where = f"step {max(run.steps, status.get('step') or 0)}" + (f" of {total}" if total else "")
+    state = status.get("state")
+    if state == "failed":
+        text = f"failed: {status.get('reason')}"
+    elif state == "stopped":
+        text = f"stopped at {where}"
+    elif state == "done" or (state is None and total is not None and run.steps >= total):
+        text = "done"
+    else:
+        text = f"at {where}"
+    resumes = sum(1 for event in status.get("history", []) if event.get("event") == "resumed")
+    return text + (f" (resumed {resumes}x)" if resumes else "")
 
 
 def sort_metric(runs: list[Run], sort: str | None = None, mode: str | None = None) -> tuple[str, str] | None:

@@ -113,26 +113,33 @@ def as_trial(run: Callable[[DictConfig], dict]) -> Callable[[DictConfig], object
         try:
             result = run(cfg)
         except GenlabError as e:
-            return _failed(str(e))
+            return _failed(str(e))  # train.run wrote it to the run's status.json
         if result.get("interrupted"):
             if os.environ.get("SLURM_JOB_ID"):
                 sys.exit(128 + signal.Signals[result["interrupted"]].value)
-            return _failed(f"stopped by {result['interrupted']} at step {result['step']}; resume with: genlab train resume={result['run_dir']}")
+            return _failed(f"stopped by {result['interrupted']} at step {result['step']}; resume with: genlab train resume={result['run_dir']}",
+                           result["run_dir"])
         goal = objective(cfg)
         if goal is None:
             return result
         value = result["val"].get(goal[0])
         if value is None:
-            return _failed(f"trainer.objective={goal[0]} is not among the validation metrics {sorted(result['val'])}")
+            return _failed(f"trainer.objective={goal[0]} is not among the validation metrics {sorted(result['val'])}", result["run_dir"])
         if not math.isfinite(value):
-            return _failed(f"{goal[0]} is {value}")
+            return _failed(f"{goal[0]} is {value}", result["run_dir"])
         return float(value)
 
     return trial
 
 
-def _failed(reason: str) -> FailedTrial:
+def _failed(reason: str, run_dir: str | os.PathLike | None = None) -> FailedTrial:
+    """A failed trial: one line in the log, and the run's status.json says failed (a run that
+    trained to its end but gave the sweep no objective fails as a trial)."""
     log.error("genlab: error: %s (this trial failed; the sweep goes on)", reason)
+    if run_dir is not None:
+        from genlab import runstatus
+
+        runstatus.ended(run_dir, "failed", reason=reason)
     return FailedTrial(reason)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import checkpoint, distributed
+from genlab import GenlabError, checkpoint, distributed, runstatus
 from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import share_cores
@@ -48,18 +48,30 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         resume = (state, path)
     else:  # a requeued sweep job (Slurm preemption) continues the run its directory holds
         resume = own_checkpoint(run_dir, cfg)
-    check_values(cfg, "train")
-    check_applies(cfg, choices, [] if resume else overrides)
-    share_cores(cfg.trainer, cfg.data)
-    seed_everything(int(cfg.trainer.seed))
-    model = build(cfg.model, "model")
-    trainer = build_trainer(cfg, model, run_dir, choices)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s (%s parameters) on %s, %d steps, run dir %s", type(model).__name__, f"{n_params:,}", trainer.device, trainer.total_steps, run_dir)
+    talks = distributed.world()[0] == 0  # rank 0 writes the run's status.json
+    trainer = None
     try:
-        result = trainer.fit(resume)
-    finally:
-        distributed.teardown()
+        check_values(cfg, "train")
+        check_applies(cfg, choices, [] if resume else overrides)
+        share_cores(cfg.trainer, cfg.data)
+        seed_everything(int(cfg.trainer.seed))
+        model = build(cfg.model, "model")
+        trainer = build_trainer(cfg, model, run_dir, choices)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("model %s (%s parameters) on %s, %d steps, run dir %s", type(model).__name__, f"{n_params:,}", trainer.device, trainer.total_steps, run_dir)
+        if talks:
+            runstatus.started(run_dir, resume[0]["step"] if resume else 0, trainer.total_steps, resume[1] if resume else None)
+        try:
+            result = trainer.fit(resume)
+        finally:
+            distributed.teardown()
+    except Exception as e:
+        if talks and run_dir.is_dir():
+            reason = str(e) if isinstance(e, GenlabError) else f"{type(e).__name__}: {e}"
+            runstatus.ended(run_dir, "failed", trainer.step if trainer is not None else None, reason=reason)
+        raise
+    if talks:
+        runstatus.ended(run_dir, "stopped" if result["interrupted"] else "done", result["step"], signal=result["interrupted"])
     log.info(
         "step %d, train %s, val %s, checkpoint %s, %.1f s",
         result["step"], _fmt(result["train"]), _fmt(result["val"]), result["checkpoint"], result["wall_s"],

@@ -19,15 +19,13 @@ from genlab.report import find_runs, operational_table, table, write_report
 from genlab.report import main as report_main
 
 
-def make_run(path: Path, overrides: list[str], rows: list[dict], max_steps: int = 30, log: str = "", grid_seed: int | None = 0) -> Path:
+def make_run(path: Path, overrides: list[str], rows: list[dict], max_steps: int = 30, grid_seed: int | None = 0) -> Path:
     """A run directory as genlab train leaves it: .hydra/, metrics.jsonl, samples/, checkpoints/."""
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
     cfg = {"model": {"_target_": "genlab.models.autoencoder.Autoencoder"}, "trainer": {"max_steps": max_steps, "max_epochs": None, "monitor": None, "objective": None}}
     (path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    if log:
-        (path / "train.log").write_text(log)
     if grid_seed is not None:
         torch.manual_seed(grid_seed)
         save_grid(torch.rand(16, 1, 8, 8) * 2 - 1, path / "samples" / "reconstruction_0000030.png")
@@ -52,9 +50,8 @@ def sweep(tmp_path):
         {"step": 10, "val/mse": 0.10, "val/psnr": 15.0, "wall_s": 1.0},
         {"step": 30, "val/mse": 0.15, "val/psnr": 14.0, "wall_s": 5.0},
     ], grid_seed=1)
-    make_run(root / "2", ["model=ae", "optim.lr=1e30"], [],
-             log="[2026-01-01 00:00:00,000][genlab.sweep][ERROR] - genlab: error: the loss is nan at step 1 (this trial failed; the sweep goes on)\n",
-             grid_seed=None)
+    make_run(root / "2", ["model=ae", "optim.lr=1e30"], [], grid_seed=None)
+    (root / "2" / "status.json").write_text(json.dumps({"state": "failed", "step": 1, "reason": "the loss is nan at step 1", "history": []}))
     return root
 
 
@@ -206,3 +203,28 @@ def test_a_key_one_run_set_to_the_others_default_is_no_difference_and_groups_sho
     assert columns[:2] == ["run", "model"] and {row[0]: row[1] for row in table_rows} == {"a": "ae", "b": "vae"}
     # 1e-3 is b's 0.001 and b's 30 steps are a's: the same values, so no columns of their own
     assert "optim.lr" not in columns and "trainer.max_steps" not in columns
+
+
+def test_status_json_says_done_stopped_or_failed_and_keeps_the_resume_history(tmp_path, make_cfg):
+    """genlab train writes status.json; the report's status column is read from it, not from
+    train.log's wording."""
+    from genlab import RunError, runstatus, train
+
+    quick = ["model=ae", "trainer.eval_every=0", "trainer.sample_every=0", "trainer.ckpt_every=0"]
+    run_dir = tmp_path / "resumed"
+    train.run(make_cfg("train", [*quick, "trainer.max_steps=2"]), run_dir=run_dir)
+    assert runstatus.read(run_dir) | {"updated": None, "history": None} == {
+        "state": "done", "step": 2, "total_steps": 2, "reason": None, "signal": None, "updated": None, "pid": os.getpid(),
+        "host": runstatus.socket.gethostname(), "history": None}
+    train.run(make_cfg("train", [f"resume={run_dir}", "trainer.max_steps=3"]), run_dir=run_dir, overrides=["trainer.max_steps=3"])
+    status = runstatus.read(run_dir)
+    assert (status["state"], status["step"], status["total_steps"]) == ("done", 3, 3)
+    assert [(e["event"], e["step"]) for e in status["history"]] == [("started", 0), ("resumed", 2)]
+    assert status["history"][1]["from"] == str(run_dir / "checkpoints" / "last.pt")
+
+    failed = tmp_path / "failed"
+    with pytest.raises(RunError) as error:
+        train.run(make_cfg("train", [*quick, "trainer.max_steps=3", "optim.lr=1e12"]), run_dir=failed)
+    assert runstatus.read(failed)["state"] == "failed" and runstatus.read(failed)["reason"] == str(error.value)
+    by_name = {r.path.name: r.status for r in find_runs([str(tmp_path)])}
+    assert by_name == {"resumed": "done (resumed 1x)", "failed": f"failed: {error.value}"}
