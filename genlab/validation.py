@@ -101,6 +101,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "loss.lazy_adam_correction": Bool(),
         "trainer.eval_batches": Int(min=1, null=True),
         "trainer.eval_samples": Int(min=1),
+        "trainer.stacked_samples": Int(min=1), "trainer.class_samples": Int(min=1, null=True),
+        "trainer.features": Choice(("inception", "digits", "fashion_mnist", "mnist", "cifar10")),
         "trainer.monitor_mode": Choice(("min", "max")),
         "trainer.compile": Bool(), "trainer.channels_last": Bool(), "trainer.progress_bar": Bool(),
         "trainer.inception.batch_size": Int(min=1),
@@ -134,6 +136,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "n_samples": Int(min=1), "n_real": Int(min=1, null=True), "mode_samples": Int(min=1),
         "is_splits": Int(min=1), "kid.subsets": Int(min=1), "kid.subset_size": Int(min=2), "pr_k": Int(min=1),
         "iw_samples": Int(min=1), "use_ema": Bool(),
+        "stacked_samples": Int(min=1), "class_samples": Int(min=1, null=True),
+        "features": Choice(("inception", "digits", "fashion_mnist", "mnist", "cifar10")),
         "inception.batch_size": Int(min=1), "inception.mode": Choice(("tf", "pytorch_fid", "clean")), "inception.download": Bool(),
     },
     "sample": {

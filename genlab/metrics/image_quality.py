@@ -116,13 +116,17 @@ class PreparedImages(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         try:
-            return prepare(decode_rgb(self.files[i])[None], self.mode)[0], ""
+            x = decode_rgb(self.files[i])[None]
+            return (prepare(x, self.mode)[0] if self.mode else x[0]), ""  # no mode: uint8 for another extractor
         except GenlabError as e:
             return torch.zeros(0), str(e)
 
     @staticmethod
     def collate(items: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor | None, str]:
         errors = [e for _, e in items if e]
+        sizes = sorted({tuple(x.shape) for x, e in items if not e})
+        if not errors and len(sizes) > 1:
+            errors = [f"the folder holds images of sizes {sizes[0][1:]} and {sizes[1][1:]}; features=<data set> needs images of one size"]
         return (None, errors[0]) if errors else (torch.stack([x for x, _ in items]), "")
 
 
@@ -156,14 +160,21 @@ def folder_source(folder: str, n: int | None, batch_size: int, mode: str = "tf",
 
 class ImageQuality:
     """The Inception network, prepared once (runtime, precision), for any number of source
-    pairs; reference statistics are kept in memory as well as in the disk cache."""
+    pairs; reference statistics are kept in memory as well as in the disk cache. `extractor`
+    replaces it (features=<data set>: genlab.metrics.domain.DomainExtractor, with name, dim,
+    weights_sha256, weights_path and protocol; uint8 images in, features and logits out)."""
 
     def __init__(self, weights: str | None, mode: str, device: torch.device, batch_size: int = 50, download: bool = True, progress: bool = True,
-                 runtime: str = "auto", precision: str = "32", workers: int | None = None):
-        path = find_weights(weights, download=download)
-        net, self.has_logits, self.weights_sha256 = load_inception(path)
-        self.weights_path = str(path)
-        self.extractor = InceptionExtractor(net, mode, device, self.has_logits, runtime=runtime, precision=str(precision))
+                 runtime: str = "auto", precision: str = "32", workers: int | None = None, extractor=None):
+        self.domain, self.dim = extractor, extractor.dim if extractor else FEATURE_DIM
+        if extractor:
+            self.extractor, self.has_logits, self.weights_sha256, self.weights_path = extractor, True, extractor.weights_sha256, extractor.weights_path
+            mode = None  # uint8 images go to the extractor as they are
+        else:
+            path = find_weights(weights, download=download)
+            net, self.has_logits, self.weights_sha256 = load_inception(path)
+            self.weights_path = str(path)
+            self.extractor = InceptionExtractor(net, mode, device, self.has_logits, runtime=runtime, precision=str(precision))
         self.mode, self.batch_size, self.progress, self.workers = mode, batch_size, progress, workers
         self._reference: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
@@ -175,8 +186,8 @@ class ImageQuality:
         if source.prepared_mode not in (None, self.mode):
             raise ValueError(f"{source.name} was prepared for mode {source.prepared_mode}, not {self.mode}")
         extract = self.extractor.forward if source.prepared_mode else self.extractor
-        out = Features()
-        with tqdm(total=source.count, desc=f"inception features: {source.name}", unit="img", disable=not self.progress, leave=False) as bar:
+        out = Features(GaussianStats(self.dim))
+        with tqdm(total=source.count, desc=f"{self.domain.name if self.domain else 'inception'} features: {source.name}", unit="img", disable=not self.progress, leave=False) as bar:
             for batch in source.batches():
                 for start in range(0, len(batch), self.batch_size):
                     pool, logits = extract(batch[start : start + self.batch_size])
@@ -228,9 +239,9 @@ class ImageQuality:
             else:
                 mu, sigma, n_real = self.reference_stats(real)
             for label, n in (("generated", fake_f.stats.n), ("reference", n_real)):
-                if n < FEATURE_DIM:
+                if n < self.dim:
                     log.warning("FID from %d %s images: fewer than the %d feature dimensions, the covariance is singular and FID is "
-                                "strongly biased upwards; compare only numbers with the same counts (50,000 is the standard)", n, label, FEATURE_DIM)
+                                "strongly biased upwards; compare only numbers with the same counts (50,000 is the standard)", n, label, self.dim)
             if "fid" in metrics:
                 results["fid"] = frechet_distance(fake_f.stats.mu, fake_f.stats.sigma, mu, sigma)
             results["n_reference"] = n_real
@@ -245,6 +256,8 @@ class ImageQuality:
 
     @property
     def protocol(self) -> dict:
+        if self.domain:
+            return self.domain.protocol
         return {"feature_network": "FID Inception-v3 (TF 2015-12-05 port)", "weights": self.weights_path,
                 "weights_sha256": self.weights_sha256, "resize_mode": self.mode,
                 "inception_runtime": self.extractor.runtime, "inception_precision": self.extractor.precision}
