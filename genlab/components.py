@@ -18,6 +18,7 @@ ALLOWED_TARGETS = frozenset({
     "genlab.models.glo.GLO",
     "genlab.models.pix2pix.Pix2Pix",
     "genlab.models.cyclegan.CycleGAN",
+    "genlab.models.classifier.Classifier",
     # networks
     "genlab.nets.mlp.MLP",
     "genlab.nets.mlp.MLPGenerator",
@@ -29,6 +30,7 @@ ALLOWED_TARGETS = frozenset({
     "genlab.nets.translation.ResnetGenerator",
     "genlab.nets.translation.UnetGenerator",
     "genlab.nets.translation.PatchDiscriminator",
+    "genlab.nets.classifier.SmallCNN",
     # the adversarial component and its objectives
     "genlab.losses.adversarial.AdversarialLoss",
     "genlab.losses.adversarial.Minimax",
@@ -50,6 +52,7 @@ ALLOWED_TARGETS = frozenset({
     "genlab.data.hf.HFImages",
     "genlab.data.hf.HFPairs",
     "genlab.data.hf.HFUnpaired",
+    "genlab.data.stacked.StackedDataset",
     # learning-rate schedules
     "genlab.schedules.warmup_cosine",
     "genlab.schedules.constant_then_linear",

@@ -17,7 +17,7 @@ from genlab.atomic import atomic_write_text
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.device import select_device
-from genlab.metrics import METRICS, applies
+from genlab.metrics import METRICS, applies, scalars
 from genlab.metrics.image_quality import (IMAGE_METRICS, ImageQuality, Source, data_key, folder_source, loader_source, model_source,
                                           save_stats)
 from genlab.models.base import SamplesPrior, Translates
@@ -30,8 +30,9 @@ def run(cfg: DictConfig) -> dict:
     start = time.perf_counter()
     if cfg.get("ckpt") and cfg.get("fake"):
         raise GenlabError("give ckpt= (a model's metrics) or fake= (images made anywhere), not both")
+    tables: dict = {}
     if cfg.get("ckpt"):
-        results, protocol, path = checkpoint_metrics(cfg, device)
+        results, protocol, path = checkpoint_metrics(cfg, device, tables)
         default_out = path.with_name(path.stem + ".eval.json")
         title = f"{path} (step {protocol['step']}, {protocol['weights']} weights in {protocol['test_mode']} mode, {cfg.split} split)"
     elif cfg.get("fake"):
@@ -42,35 +43,41 @@ def run(cfg: DictConfig) -> dict:
         raise GenlabError("give ckpt=<run dir or checkpoint>, or fake=<folder of generated images>")
     protocol |= {"seed": int(cfg.seed), "device": str(device), "genlab_version": genlab.__version__,
                  "options": OmegaConf.to_container(cfg, resolve=True), "wall_s": round(time.perf_counter() - start, 3)}
-    record = {"metrics": results, "protocol": protocol}
+    record = {"metrics": results, **({"per_class": tables} if tables else {}), "protocol": protocol}
     out = Path(cfg.out) if cfg.get("out") else default_out
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
     print(format_table(results, title))
+    if tables:
+        print(format_per_class(tables))
     print(f"wrote {out}")
     return record
 
 
-def checkpoint_metrics(cfg: DictConfig, device) -> tuple[dict, dict, Path]:
-    """The metrics of a trained model: its own (recon, translation, nll, modes) on a split of
-    its data (or data=), and image metrics of its samples or, for image-to-image models, of
-    its translations in each direction against the other domain."""
+def checkpoint_metrics(cfg: DictConfig, device, tables: dict | None = None) -> tuple[dict, dict, Path]:
+    """The metrics of a trained model: its own (recon, translation, nll, modes, stacked_modes,
+    class_accuracy, ifid) on a split of its data (or data=), and image metrics of its samples
+    or, for image-to-image models, of its translations in each direction against the other
+    domain. Per-class tables go into `tables`."""
     model, train_cfg, state, path, weights = checkpoint.load_trained(cfg.ckpt, device, cfg.use_ema)
     data_cfg = cfg.data if cfg.get("data") else train_cfg.data
     loader = eval_loader(data_cfg, cfg.split, cfg.batch_size, cfg.get("max_images"))
     model_names, image_names = chosen_metrics(list(cfg.metrics), model, loader.dataset)
-    results = {}
+    results, metric_protocols = {}, {}
     for name in model_names:
         seed_everything(int(cfg.seed))  # each metric sees the same noise, whatever ran before
-        results |= METRICS[name].compute(model, loader, device, cfg)
+        out = METRICS[name].compute(model, loader, device, cfg)
+        (tables if tables is not None else {}).update(out.get("per_class", {}))
+        metric_protocols |= out.get("protocol", {})
+        results |= scalars(out)
     protocol = {"split": cfg.split, "checkpoint": str(path), "step": state["step"], "model": type(model).__name__, "weights": weights, "test_mode": model.test_mode,
-                "data": state.get("choices", {}).get("data"), "images": len(loader.dataset)}
+                "data": state.get("choices", {}).get("data"), "images": len(loader.dataset), **metric_protocols}
     if image_names:
         seed_everything(int(cfg.seed))
-        iq = _image_quality(cfg, device)
+        iq = _image_quality(cfg, device, int(data_cfg.get("image_size") or 32))
         pairs = _translation_sources(cfg, model, data_cfg, device) if isinstance(model, Translates) else {
             "": (model_source(model, int(cfg.n_samples), int(cfg.inception.batch_size), list(cfg.labels) if cfg.get("labels") else None,
                               int(cfg.seed)),
-                 _real_source(cfg, data_cfg))}
+                 _real_source(cfg, data_cfg, iq))}
         for direction, (fake, real) in pairs.items():
             suffix = f"_{direction}" if direction else ""
             results |= {f"{k}{suffix}": v for k, v in iq.compare(fake, real, image_names, *_image_options(cfg)).items()}
@@ -91,8 +98,8 @@ def image_metrics(cfg: DictConfig, device) -> tuple[dict, dict]:
             hint = " (a model metric: give ckpt=)" if name in METRICS else ""
             raise GenlabError(f"metrics has {name!r}{hint}; images alone give {', '.join(IMAGE_METRICS)}")
     seed_everything(int(cfg.seed))
-    iq = _image_quality(cfg, device)
-    fake, real = _fake_source(cfg, data_cfg), _real_source(cfg, data_cfg)
+    iq = _image_quality(cfg, device, int(data_cfg.get("image_size") or 32) if data_cfg else 32)
+    fake, real = _fake_source(cfg, data_cfg, iq), _real_source(cfg, data_cfg, iq)
     results = iq.compare(fake, real, requested, *_image_options(cfg))
     _save_real_stats(cfg, iq, real, "")
     protocol = {"split": cfg.split if data_cfg else None, **iq.protocol, "generated": fake.name, "reference": _name(real)}
@@ -105,8 +112,8 @@ def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], lis
     supported = [name for name, metric in METRICS.items() if applies(metric, model, dataset)]
     makes_images = isinstance(model, Translates) or isinstance(model, SamplesPrior) and model.samples_images
     if list(requested) in (["auto"], []):
-        if supported:
-            return supported, []
+        if [m for m in supported if METRICS[m].auto]:
+            return [m for m in supported if METRICS[m].auto], []
         if makes_images:
             return [], ["fid"]
         raise GenlabError(f"no metric applies to {type(model).__name__} here; give metrics=[...] from {', '.join(METRICS)}")
@@ -114,17 +121,18 @@ def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], lis
         if name not in METRICS and name not in IMAGE_METRICS:
             raise GenlabError(f"metrics has {name!r}; choose from {', '.join([*METRICS, *IMAGE_METRICS])} (or auto)")
         if name in METRICS and name not in supported:
-            raise GenlabError(f"metric {name!r} does not apply here; the model supports {', '.join(supported) or 'no model metric'}")
+            needs = f" needs {METRICS[name].requires}, not {type(model).__name__} on this data" if METRICS[name].requires else " does not apply here"
+            raise GenlabError(f"metric {name!r}{needs}; the model supports {', '.join(supported) or 'no model metric'}")
         if name in IMAGE_METRICS and not makes_images:
             raise GenlabError(f"metric {name!r} needs generated images, and {type(model).__name__} neither samples images nor translates")
     return [m for m in requested if m in METRICS], [m for m in requested if m in IMAGE_METRICS]
 
 
-def _image_quality(cfg: DictConfig, device) -> ImageQuality:
-    inc, vgg = cfg.inception, cfg.get("vgg16") or {}
-    return ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download), runtime=inc.get("runtime", "auto"),
-                        precision=str(inc.get("precision", "32")), workers=inc.get("workers"), pr_features=str(cfg.get("pr_features", "vgg16")),
-                        pr_weights=vgg.get("weights"), pr_download=bool(vgg.get("download", True)))
+def _image_quality(cfg: DictConfig, device, image_size: int) -> ImageQuality:
+    """The Inception network, or (features=<data set>) that set's classifier at image_size."""
+    from genlab.metrics.classes import image_quality_for
+
+    return image_quality_for(cfg, device, image_size)
 
 
 def _image_options(cfg: DictConfig) -> tuple[int, int, int, int]:
@@ -150,7 +158,7 @@ def _name(real: Source | str) -> str:
     return real if isinstance(real, str) else real.name
 
 
-def _fake_source(cfg: DictConfig, data_cfg) -> Source:
+def _fake_source(cfg: DictConfig, data_cfg, iq: ImageQuality) -> Source:
     n, bs = int(cfg.n_samples), int(cfg.inception.batch_size)
     fake = str(cfg.fake)
     if fake.startswith("split:"):  # a data set split as the "generated" side, e.g. train vs test
@@ -158,7 +166,7 @@ def _fake_source(cfg: DictConfig, data_cfg) -> Source:
             raise GenlabError("fake=split:<name> needs a data set: add data=<name>")
         split = fake.removeprefix("split:")
         return loader_source(eval_loader(data_cfg, split, bs), n, f"{split} split", data_key(data_cfg, split))
-    return folder_source(fake, n, bs, cfg.inception.mode, cfg.inception.get("workers"))
+    return folder_source(fake, n, bs, iq.mode, cfg.inception.get("workers"))
 
 
 def _translation_sources(cfg: DictConfig, model: Translates, data_cfg, device) -> dict[str, tuple[Source, Source]]:
@@ -173,16 +181,25 @@ def _translation_sources(cfg: DictConfig, model: Translates, data_cfg, device) -
     return out
 
 
-def _real_source(cfg: DictConfig, data_cfg) -> Source | str:
+def _real_source(cfg: DictConfig, data_cfg, iq: ImageQuality) -> Source | str:
     real = cfg.get("real")
     if real and str(real).endswith(".npz"):
         return str(real)
     if real:
-        return folder_source(real, cfg.get("n_real"), int(cfg.inception.batch_size), cfg.inception.mode, cfg.inception.get("workers"))
+        return folder_source(real, cfg.get("n_real"), int(cfg.inception.batch_size), iq.mode, cfg.inception.get("workers"))
     if not data_cfg:
         raise GenlabError("no reference images: give real=<folder or .npz>, or data=<data set>")
     loader = eval_loader(data_cfg, cfg.split, int(cfg.inception.batch_size))
     return loader_source(loader, cfg.get("n_real"), f"{cfg.split} split", data_key(data_cfg, cfg.split))
+
+
+def format_per_class(tables: dict[str, list[float]]) -> str:
+    """Per-class tables (class_accuracy, ifid) side by side, one row per class."""
+    names = list(tables)
+    rows = max(len(v) for v in tables.values())
+    lines = ["per class", f"{'class':>5}  " + "  ".join(f"{n:>14}" for n in names)]
+    lines += [f"{c:>5}  " + "  ".join(f"{tables[n][c]:>14.6g}" if c < len(tables[n]) else " " * 14 for n in names) for c in range(rows)]
+    return "\n".join(lines)
 
 
 def format_table(results: dict[str, float], title: str) -> str:

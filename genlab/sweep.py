@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 # which way is better for the metrics genlab logs, by name (the part after val/)
 _BETTER = {
-    "min": ("fid", "kid", "mse", "loss", "l1", "recon_nll", "kl", "denoise_mse", "bits_per_dim"),
-    "max": ("elbo", "psnr", "denoise_psnr", "ssim", "is", "precision", "recall", "modes_covered", "high_quality", "log_likelihood"),
+    "min": ("fid", "kid", "mse", "loss", "l1", "recon_nll", "kl", "denoise_mse", "bits_per_dim", "ifid", "stacked_kl"),
+    "max": ("elbo", "psnr", "denoise_psnr", "ssim", "is", "precision", "recall", "modes_covered", "high_quality", "log_likelihood",
+            "stacked_modes", "class_accuracy", "accuracy"),
 }
 
 

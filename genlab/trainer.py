@@ -26,7 +26,7 @@ from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.losses.penalties import grad_scaler
-from genlab.metrics import METRICS, applies, split_means
+from genlab.metrics import METRICS, applies, scalars, split_means
 from genlab.models.base import GenerativeModel, SamplesPrior, in_test_mode
 from genlab.reporting import Reporter, flatten
 
@@ -51,11 +51,15 @@ def monitor(t: DictConfig, model_monitor: tuple[str, str] | None) -> tuple[str, 
     if model_monitor is not None:
         return tuple(model_monitor)
     metrics = list(t.get("eval_metrics") or [])
-    if "fid" in metrics:
-        return ("val/fid", "min")
-    if "modes" in metrics:
-        return ("val/modes_covered", "max")
+    for metric, watched in EVAL_MONITORS.items():
+        if metric in metrics:
+            return watched
     return None
+
+
+# what best.pt is kept by when trainer.eval_metrics computes it, in this order of preference
+EVAL_MONITORS = {"fid": ("val/fid", "min"), "modes": ("val/modes_covered", "max"), "stacked_modes": ("val/stacked_modes", "max"),
+                 "ifid": ("val/ifid", "min"), "class_accuracy": ("val/class_accuracy", "max")}
 
 
 def rng_sandbox(device: torch.device, seed: int):
@@ -178,7 +182,8 @@ class Trainer:
             applicable = [m for m, metric in METRICS.items() if applies(metric, model, val_loader.dataset)]
             for name in self.eval_metrics:
                 if name not in IMAGE_METRICS and name not in applicable:
-                    raise GenlabError(f"trainer.eval_metrics has {name!r}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
+                    needs = f" ({name} needs {METRICS[name].requires})" if name in METRICS and METRICS[name].requires else ""
+                    raise GenlabError(f"trainer.eval_metrics has {name!r}{needs}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
         if self._image_metric_names and not (isinstance(model, SamplesPrior) and model.samples_images):
             raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs a model that samples images, which {type(model).__name__} "
                               "does not; drop it (genlab eval computes FID of translation models per direction)")
@@ -526,7 +531,7 @@ class Trainer:
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
             for name in self._model_metrics:
-                means |= METRICS[name].compute(model, self.val_loader, self.device, self.t)
+                means |= scalars(METRICS[name].compute(model, self.val_loader, self.device, self.t))
             if self._image_metric_names:
                 means |= self._image_metrics(model)
         self.last_val = {f"val/{k}": v for k, v in means.items()}
@@ -544,15 +549,12 @@ class Trainer:
     def _image_metrics(self, model) -> dict[str, float]:
         """FID (and IS, KID, PR) of eval_samples samples against the reference images, whose
         statistics are kept after the first evaluation (and cached on disk)."""
-        from genlab.metrics.image_quality import ImageQuality, model_source
+        from genlab.metrics.classes import image_quality_for
+        from genlab.metrics.image_quality import model_source
 
         inc, n = self.t.inception, int(self.t.eval_samples)
-        if self._image_quality is None:
-            vgg = self.t.get("vgg16") or {}
-            self._image_quality = ImageQuality(inc.weights, inc.mode, self.device, int(inc.batch_size), bool(inc.download), progress=False,
-                                               runtime=inc.get("runtime", "auto"), precision=str(inc.get("precision", "32")),
-                                               pr_features=str(self.t.get("pr_features", "vgg16")), pr_weights=vgg.get("weights"),
-                                               pr_download=bool(vgg.get("download", True)))
+        if self._image_quality is None:  # trainer.features: the Inception network, or a data set's classifier
+            self._image_quality = image_quality_for(self.t, self.device, model.sample_shape[-1], progress=False)
         out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), self.image_reference, self._image_metric_names)
         return {k: v for k, v in out.items() if not k.startswith("n_")}
 

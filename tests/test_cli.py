@@ -23,14 +23,14 @@ def genlab(*args, cwd, check=True):
 def test_help_lists_the_verbs(tmp_path):
     out = genlab("--help", cwd=tmp_path).stdout
     verbs = [line.split()[0] for line in out.split("verbs:\n", 1)[1].splitlines() if line.startswith("  ")]
-    assert verbs == ["train", "eval", "sample", "export", "report"]
+    assert verbs == ["train", "eval", "sample", "export", "classifier", "report"]
 
 
 def test_train_help_shows_config_groups(tmp_path):
     out = genlab("train", "--help", cwd=tmp_path).stdout
-    assert "model: ae, cgan, conv_ae, conv_vae, cyclegan, dae, gan, gan_mlp, glo, linear_ae, pix2pix, sparse_ae, stacked_ae, vae" in out
+    assert "model: ae, cgan, classifier, conv_ae, conv_vae, cyclegan, dae, gan, gan_mlp, glo, linear_ae, pix2pix, sparse_ae, stacked_ae, vae" in out
     data_line = "data: celeba, cifar10, cityscapes, digit_edges, digits, digits2edges, edges2shoes, facades, fashion_mnist, grid25, "
-    assert data_line + "hf, hf_pairs, hf_unpaired, horse2zebra, image_folder, maps, mnist, monet2photo, ring8, summer2winter_yosemite\n" in out  # no shared bases
+    assert data_line + "hf, hf_pairs, hf_unpaired, horse2zebra, image_folder, maps, mnist, monet2photo, ring8, stacked_digits, stacked_fashion_mnist, stacked_mnist, summer2winter_yosemite\n" in out  # no shared bases
     assert "loss: default, feature_matching, hinge, lsgan, minimax, nonsat, r1, ragan, rahinge, wgan, wgan_gp" in out
     for group in ("optim:", "scheduler:", "trainer:", "logger:", "experiment:"):
         assert group in out

@@ -36,6 +36,8 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 class Digits(Dataset):
+    domain = "digits"  # the labelled set a domain classifier knows (genlab/metrics/domain.py)
+
     def __init__(self, split: str = "train", image_size: int = 32):
         check_split(split, ("train", "test"))
         images, target = load_digits()

@@ -71,6 +71,7 @@ class TorchvisionDataset(Dataset):
         if name not in CLASSES:
             raise GenlabError(f"data.dataset.name={name!r} is not one of {', '.join(CLASSES)}")
         self.prepare = prepare(image_size, channels, center_crop)
+        self.domain, self.split = name, split  # the labelled set a domain classifier knows (genlab/metrics/domain.py)
         root = Path(root).expanduser() if root else default_root()
         self.images, self.labels, self.tv = None, None, None
         if name in SYSTEM_IDX:

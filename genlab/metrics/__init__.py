@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from genlab.device import to_device
-from genlab.models.base import GaussianPosterior, Reconstructs, SamplesPrior, Translates
+from genlab.models.base import Conditional, GaussianPosterior, Reconstructs, SamplesPrior, Translates
 
 
 @torch.no_grad()
@@ -66,12 +66,42 @@ def _base(dataset):
 
 @dataclass(frozen=True)
 class Metric:
-    """A model metric: compute(model, loader, device, cfg) -> {name: value}, for models with
-    every capability in `needs` and data sets that pass `data_check`."""
+    """A model metric: compute(model, loader, device, cfg) -> {name: value} (plus, optionally,
+    "per_class": {column: [value per class]} and "protocol": {...}), for models with every
+    capability in `needs` and data sets that pass `data_check`; `requires` says which in
+    words (for the one-line refusal); auto=False: computed only when asked for by name."""
 
     compute: Callable
     needs: tuple[type, ...]
     data_check: Callable | None = None
+    requires: str = ""
+    auto: bool = True
+
+
+def scalars(result: dict) -> dict[str, float]:
+    """A metric's numbers, without its per-class tables and protocol."""
+    return {k: v for k, v in result.items() if k not in ("per_class", "protocol")}
+
+
+def _lazy(name: str) -> Callable:
+    def compute(*args):
+        from genlab.metrics import classes
+
+        return getattr(classes, name)(*args)
+
+    return compute
+
+
+def _labelled(data) -> bool:
+    from genlab.metrics.classes import domain_of
+
+    return domain_of(data) is not None
+
+
+def _stacked(data) -> bool:
+    from genlab.metrics.classes import is_stacked
+
+    return is_stacked(data)
 
 
 def applies(metric: Metric, model, dataset) -> bool:
@@ -84,4 +114,11 @@ METRICS = {
     "translation": Metric(reconstruction_metrics, (Translates,)),
     "nll": Metric(likelihood_metrics, (GaussianPosterior,)),
     "modes": Metric(mode_metrics, (SamplesPrior,), lambda data: hasattr(_base(data), "centers")),
+    # through the domain classifiers (genlab/metrics/domain.py, trained on first use)
+    "stacked_modes": Metric(_lazy("stacked_mode_metrics"), (SamplesPrior,), _stacked,
+                            "a model that samples images of a stacked data set (data=stacked_fashion_mnist, stacked_digits, stacked_mnist)", auto=False),
+    "class_accuracy": Metric(_lazy("class_accuracy_metrics"), (SamplesPrior, Conditional), _labelled,
+                             "a conditional model (model=cgan) of a labelled set with a domain classifier (digits, fashion_mnist, mnist, cifar10)", auto=False),
+    "ifid": Metric(_lazy("ifid_metrics"), (SamplesPrior, Conditional), _labelled,
+                   "a conditional model (model=cgan) of a labelled set with a domain classifier (digits, fashion_mnist, mnist, cifar10)", auto=False),
 }

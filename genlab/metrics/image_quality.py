@@ -122,13 +122,17 @@ class PreparedImages(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         try:
             image = decode_rgb(self.files[i])[None]
-            return prepare(image, self.mode)[0], self.extra(image)[0] if self.extra else torch.zeros(0), ""
+            x = prepare(image, self.mode)[0] if self.mode else image[0]  # no mode: uint8 for a domain classifier
+            return x, self.extra(image)[0] if self.extra else torch.zeros(0), ""
         except GenlabError as e:
             return torch.zeros(0), torch.zeros(0), str(e)
 
     @staticmethod
     def collate(items: list[tuple[torch.Tensor, torch.Tensor, str]]) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
         errors = [e for _, _, e in items if e]
+        sizes = sorted({tuple(x.shape) for x, _, e in items if not e})
+        if not errors and len(sizes) > 1:
+            errors = [f"the folder holds images of sizes {sizes[0][1:]} and {sizes[1][1:]}; features=<data set> needs images of one size"]
         if errors:
             return None, None, errors[0]
         return torch.stack([x for x, _, _ in items]), torch.stack([x for _, x, _ in items]), ""
@@ -165,20 +169,28 @@ def folder_source(folder: str, n: int | None, batch_size: int, mode: str = "tf",
 class ImageQuality:
     """The Inception network, prepared once (runtime, precision), for any number of source
     pairs; reference statistics are kept in memory as well as in the disk cache. Precision and
-    recall use `pr_features`: VGG16 (built at the first pr, from pr_weights) or Inception's pool."""
+    recall use `pr_features`: VGG16 (built at the first pr, from pr_weights) or Inception's pool.
+    `extractor` replaces Inception for every metric, pr included (features=<data set>:
+    genlab.metrics.domain.DomainExtractor, with name, dim, weights_sha256, weights_path and
+    protocol; uint8 images in, features and logits out)."""
 
     def __init__(self, weights: str | None, mode: str, device: torch.device, batch_size: int = 50, download: bool = True, progress: bool = True,
                  runtime: str = "auto", precision: str = "32", workers: int | None = None, pr_features: str = "vgg16",
-                 pr_weights: str | None = None, pr_download: bool = True):
+                 pr_weights: str | None = None, pr_download: bool = True, extractor=None):
         if pr_features not in PR_FEATURES:
             raise GenlabError(f"pr_features={pr_features!r} is not one of {', '.join(PR_FEATURES)}")
         self.pr_features, self.pr_weights, self.pr_download, self.device = pr_features, pr_weights, pr_download, device
         self._pr_extractor: VGG16Extractor | None = None
         self._metric_protocols: dict[str, dict] = {}
-        path = find_weights(weights, download=download)
-        net, self.has_logits, self.weights_sha256 = load_inception(path)
-        self.weights_path = str(path)
-        self.extractor = InceptionExtractor(net, mode, device, self.has_logits, runtime=runtime, precision=str(precision))
+        self.domain, self.dim = extractor, extractor.dim if extractor else FEATURE_DIM
+        if extractor:
+            self.extractor, self.has_logits, self.weights_sha256, self.weights_path = extractor, True, extractor.weights_sha256, extractor.weights_path
+            mode = None  # uint8 images go to the extractor as they are
+        else:
+            path = find_weights(weights, download=download)
+            net, self.has_logits, self.weights_sha256 = load_inception(path)
+            self.weights_path = str(path)
+            self.extractor = InceptionExtractor(net, mode, device, self.has_logits, runtime=runtime, precision=str(precision))
         self.mode, self.batch_size, self.progress, self.workers = mode, batch_size, progress, workers
         self._reference: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
 
@@ -187,10 +199,13 @@ class ImageQuality:
         return folder_source(folder, n, self.batch_size, self.mode, self.workers)
 
     def pr_extractor(self) -> VGG16Extractor | None:
-        """The precision/recall network where it is not Inception, built on first use."""
-        if self.pr_features == "vgg16" and self._pr_extractor is None:
+        """The precision/recall network where it is not the main one (Inception, or a data set's
+        classifier, whose features pr then uses too), built on first use."""
+        if self.domain or self.pr_features != "vgg16":
+            return None
+        if self._pr_extractor is None:
             self._pr_extractor = VGG16Extractor(self.pr_weights, self.device, self.pr_download)
-        return self._pr_extractor if self.pr_features == "vgg16" else None
+        return self._pr_extractor
 
     def features(self, source: Source, keep_pool: bool, keep_logits: bool, pr: VGG16Extractor | None = None) -> Features:
         """Inception features of a source and, with `pr`, that network's features of the same images."""
@@ -198,8 +213,8 @@ class ImageQuality:
             raise ValueError(f"{source.name} was prepared for mode {source.prepared_mode}, not {self.mode}")
         prepared = source.prepared_mode is not None
         extract = self.extractor.forward if prepared else self.extractor
-        out = Features()
-        with tqdm(total=source.count, desc=f"inception features: {source.name}", unit="img", disable=not self.progress, leave=False) as bar:
+        out = Features(GaussianStats(self.dim))
+        with tqdm(total=source.count, desc=f"{self.domain.name if self.domain else 'inception'} features: {source.name}", unit="img", disable=not self.progress, leave=False) as bar:
             for batch in source.batches(pr.prepare) if prepared and pr else source.batches():
                 batch, pr_batch = batch if prepared and pr else (batch, batch)
                 for start in range(0, len(batch), self.batch_size):
@@ -257,9 +272,9 @@ class ImageQuality:
             else:
                 mu, sigma, n_real = self.reference_stats(real)
             for label, n in (("generated", fake_f.stats.n), ("reference", n_real)):
-                if n < FEATURE_DIM:
+                if n < self.dim:
                     log.warning("FID from %d %s images: fewer than the %d feature dimensions, the covariance is singular and FID is "
-                                "strongly biased upwards; compare only numbers with the same counts (50,000 is the standard)", n, label, FEATURE_DIM)
+                                "strongly biased upwards; compare only numbers with the same counts (50,000 is the standard)", n, label, self.dim)
             if "fid" in metrics:
                 results["fid"] = frechet_distance(fake_f.stats.mu, fake_f.stats.sigma, mu, sigma)
             results["n_reference"] = n_real
@@ -271,8 +286,10 @@ class ImageQuality:
         if "pr" in metrics:
             real_pr, fake_pr = (real_f.pr, fake_f.pr) if pr_net else (real_f.pool, fake_f.pool)
             results["precision"], results["recall"] = precision_recall(torch.cat(real_pr), torch.cat(fake_pr), pr_k)
-            features = pr_net.protocol if pr_net else {"features": "inception", "layer": "pool3", "dim": FEATURE_DIM, "weights": self.weights_path,
-                                                       "weights_sha256": self.weights_sha256, "resize": self.mode}
+            features = (pr_net.protocol if pr_net else {"features": self.domain.name, "dim": self.dim, "weights": self.weights_path,
+                                                        "weights_sha256": self.weights_sha256} if self.domain else
+                        {"features": "inception", "layer": "pool3", "dim": FEATURE_DIM, "weights": self.weights_path,
+                         "weights_sha256": self.weights_sha256, "resize": self.mode})
             entry = self._metric_protocols.setdefault("pr", {**features, "k": pr_k, "samples": {}})
             entry["samples"][fake.name] = {"generated": fake_f.stats.n, "reference": real_f.stats.n}
         return results
@@ -280,11 +297,15 @@ class ImageQuality:
     @property
     def protocol(self) -> dict:
         """The Inception network's protocol, and per metric that uses other features (pr) its
-        own: network, layer, weights sha256, resize, k, and the sample counts of each comparison."""
+        own: network, layer, weights sha256, resize, k, and the sample counts of each comparison;
+        with a domain classifier, its protocol instead of Inception's."""
+        per_metric = {name: {**entry, "samples": dict(entry["samples"])} for name, entry in self._metric_protocols.items()}
+        if self.domain:
+            return {**self.domain.protocol, **per_metric}
         return {"feature_network": "FID Inception-v3 (TF 2015-12-05 port)", "weights": self.weights_path,
                 "weights_sha256": self.weights_sha256, "resize_mode": self.mode,
                 "inception_runtime": self.extractor.runtime, "inception_precision": self.extractor.precision,
-                **{name: {**entry, "samples": dict(entry["samples"])} for name, entry in self._metric_protocols.items()}}
+                **per_metric}
 
 
 def save_stats(path: Path, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:
