@@ -138,6 +138,28 @@ def test_gan_ring8_with_r1_applies_it_on_every_discriminator_step_as_its_paper(m
     assert make_cfg("train", ["model=gan_mlp", "loss=r1"], fast=False).loss.r1_every == 16
 
 
+@pytest.mark.parametrize("data", ["ring8", "grid25"])
+def test_gan_ring8_with_wgan_swaps_the_experiments_adam_for_gan_toy_pys_rmsprop(data, make_cfg):
+    """gan_toy.py MODE 'wgan': RMSprop 5e-5 for both networks, clip 0.01, 5 critic steps, no bursts;
+    the experiment's Adam goes whole (RMSprop has no betas), and the command line still wins."""
+    from omegaconf import OmegaConf
+
+    from genlab.trainer import build_optimizers
+    from genlab.validation import check_values
+
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=wgan", f"data={data}"], fast=False)
+    assert OmegaConf.to_container(cfg.optim) == {"_target_": "torch.optim.RMSprop", "_partial_": True, "lr": 5e-5, "alpha": 0.99, "weight_decay": 0.0}
+    assert (cfg.loss.clip, cfg.loss.n_critic, cfg.loss.critic_burst) == (0.01, 5, None)
+    check_values(cfg, "train")
+    optimizers = build_optimizers(build(cfg.model, "model"), cfg.optim, cfg.optim_groups)
+    assert sorted(optimizers) == ["d", "g"]
+    for opt in optimizers.values():
+        assert type(opt) is torch.optim.RMSprop and (opt.defaults["lr"], opt.defaults["alpha"]) == (5e-5, 0.99)
+    assert make_cfg("train", ["experiment=gan_ring8", "loss=wgan", "optim.lr=2e-4"], fast=False).optim.lr == 2e-4
+    dropped = make_cfg("train", ["experiment=gan_ring8", "loss=wgan", "~experiment_loss"], fast=False).optim
+    assert (dropped._target_, dropped.lr, list(dropped.betas)) == ("torch.optim.Adam", 1e-3, [0.5, 0.999])
+
+
 def test_a_loss_without_toy_settings_gets_the_experiments_own(make_cfg):
     cfg = make_cfg("train", ["experiment=gan_ring8", "loss=hinge"], fast=False)
     assert (cfg.optim.lr, list(cfg.optim.betas)) == (1e-3, [0.5, 0.999])
