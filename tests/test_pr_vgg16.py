@@ -205,9 +205,11 @@ def test_pr_features_and_vgg16_keys_are_checked_and_reach_the_trainers_image_met
             return {"precision": 0.5, "n_generated": 2}
 
     monkeypatch.setattr(image_quality, "ImageQuality", Recorder)
+    monkeypatch.setattr(image_quality, "model_source", lambda *args: None)
     trainer = SimpleNamespace(t=cfg.trainer, _image_quality=None, device=torch.device("cpu"), image_reference=None, _image_metric_names=["pr"])
-    assert Trainer._image_metrics(trainer, model=None) == {"precision": 0.5}
-    assert (built["pr_features"], built["pr_weights"], built["pr_download"]) == ("inception", "/w/vgg16.pth", False)
+    model = SimpleNamespace(sample_shape=(1, 32, 32))
+    assert Trainer._image_metrics(trainer, model=model) == {"precision": 0.5}
+    assert (built["pr_features"], built["pr_weights"], built["pr_download"], built["extractor"]) == ("inception", "/w/vgg16.pth", False, None)
 
 
 def test_the_model_card_names_the_features_of_precision_and_recall(tmp_path):
