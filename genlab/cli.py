@@ -20,7 +20,7 @@ VERBS = {
 }
 
 USAGE = "usage: genlab <verb> [key=value ...] [-m] [--help] [--cfg job]\n\nverbs:\n" + "\n".join(
-    f"  {verb:<8}{text}" for verb, (_, text) in VERBS.items()
+    f"  {verb:<{max(map(len, VERBS)) + 2}}{text}" for verb, (_, text) in VERBS.items()
 ) + "\n\n`genlab <verb> --help` lists the verb's config groups and options."
 
 

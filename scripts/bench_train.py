@@ -16,7 +16,14 @@ matmul rate measured in the same run:
     --rounds times in this process, each --host-steps steps; the overhead is the ratio of
     their medians. On one thread (OMP_NUM_THREADS=1) by default.
 
+  * parallel jobs (--parallel): a joblib sweep of two default-VAE jobs, run one after
+    another (n_jobs=1), in parallel with genlab's share of the cores (n_jobs=2: threads =
+    cores // jobs), and in parallel with every core each (trainer.threads=<cores>, what two
+    jobs got before the share); the sweep's total time and its ratio to running the jobs
+    one after another.
+
     python scripts/bench_train.py                          # all, CPU
+    python scripts/bench_train.py --parallel --models      # only the parallel-jobs rows
     python scripts/bench_train.py --models cyclegan --steps 3 10
     python scripts/bench_train.py --device cuda --steps 5 30 --precisions 32 bf16 fp16
     python scripts/bench_train.py --device cuda --overrides trainer.compile=true trainer.channels_last=true
@@ -227,9 +234,36 @@ def genlab_process(overrides: list[str], steps: int, run_dir: Path, env: dict) -
     return seconds
 
 
+def sweep_seconds(n_jobs: int, steps: int, extra: list[str], root: Path, env: dict) -> float:
+    """Wall time of `genlab train -m` over two seeds of the default VAE with joblib's n_jobs."""
+    cmd = [sys.executable, "-m", "genlab.cli", "train", "-m", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", "trainer.seed=0,1",
+           f"trainer.max_steps={steps}", "trainer.progress_bar=false", "logger=jsonl", "trainer.sample_every=0", "trainer.eval_every=0",
+           "trainer.ckpt_every=0", f"hydra.sweep.dir={root}", *extra]
+    env = {k: v for k, v in env.items() if k != "OMP_NUM_THREADS"}  # as a user starts it: genlab (or joblib) chooses the threads
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def parallel_rows(steps: int, root: Path, env: dict) -> None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    print(f"\nparallel jobs: a joblib sweep of two default-VAE runs of {steps} steps each, {cores} cores (total seconds; ratio to one after another)")
+    rows = [("one after another (n_jobs=1)", 1, []), ("in parallel, genlab's share (n_jobs=2)", 2, []),
+            (f"in parallel, {cores} threads each (n_jobs=2 trainer.threads={cores})", 2, [f"trainer.threads={cores}"])]
+    base = None
+    for i, (label, n_jobs, extra) in enumerate(rows):
+        seconds = sweep_seconds(n_jobs, steps, extra, root / f"parallel-{i}", env)
+        base = base or seconds
+        print(f"  {label:58} {seconds:7.1f} s  {base / seconds:5.2f}x", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=[*SETTINGS, *HOST_BOUND], choices=[*SETTINGS, *HOST_BOUND])
+    ap.add_argument("--models", nargs="*", default=[*SETTINGS, *HOST_BOUND], choices=[*SETTINGS, *HOST_BOUND])
+    ap.add_argument("--parallel", action="store_true", help="also the parallel-jobs rows (a two-job joblib sweep three ways)")
+    ap.add_argument("--parallel-steps", type=int, default=600, help="steps of each job of the parallel-jobs rows")
     ap.add_argument("--rounds", type=int, default=5, help="alternations of genlab and the hand-written loop in the host-bound rows")
     ap.add_argument("--host-steps", type=int, default=200, help="steps of each host-bound round")
     ap.add_argument("--precisions", nargs="+", default=["32", "bf16"], choices=["32", "bf16", "fp16"])
@@ -293,6 +327,8 @@ def main() -> None:
             g16, r16 = per_it[(name, "bf16")]
             print(f"  bf16 speed-up {name}: genlab {g32 / g16:.2f}x, reference loop {r32 / r16:.2f}x")
 
+    if args.parallel:
+        parallel_rows(args.parallel_steps, tmp, env)
     if not args.skip_startup:
         code = "import time; t = time.perf_counter(); import genlab.cli, genlab.train, genlab.trainer; print(time.perf_counter() - t)"
         imports = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout)
