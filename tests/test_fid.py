@@ -176,6 +176,7 @@ def test_tf_mode_agrees_with_torch_fidelity(inception_setup):
     assert ours["is_std"] == pytest.approx(reference["inception_score_std"], rel=1e-2, abs=1e-6)
 
 
+@pytest.mark.slow  # 19 s: three Inception passes; the modes themselves are tested against their references above
 def test_resize_modes_give_different_numbers(inception_setup):
     fids = {}
     for mode in ("tf", "pytorch_fid", "clean"):

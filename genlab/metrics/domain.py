@@ -31,7 +31,8 @@ CLASSIFIER_SETS = ("digits", "fashion_mnist", "mnist", "cifar10")
 # each set's recipe on top of model=classifier (Adam, a cosine schedule to 0, seed 0)
 RECIPES = {
     "digits": ["trainer.max_steps=1500", "data.batch_size=64", "optim.lr=2e-3"],            # 67 epochs of 1,438 images
-    "fashion_mnist": ["trainer.max_steps=1400", "data.batch_size=128", "optim.lr=2e-3"],    # 3 epochs
+    # 5 epochs of the wider net: 92.00% (3 epochs of 16/32/64 channels gave 90.44%)
+    "fashion_mnist": ["trainer.max_steps=2345", "data.batch_size=128", "optim.lr=2e-3", "model.net.channels=[32,64,128]"],
     "mnist": ["trainer.max_steps=940", "data.batch_size=128", "optim.lr=2e-3"],             # 2 epochs
     "cifar10": ["trainer.max_steps=7800", "data.batch_size=128", "optim.lr=2e-3", "data.augment.hflip=true"],  # 20 epochs
 }
