@@ -27,7 +27,7 @@ matmul rate measured in the same run:
     python scripts/bench_train.py --models cyclegan --steps 3 10
     python scripts/bench_train.py --device cuda --steps 5 30 --precisions 32 bf16 fp16
     python scripts/bench_train.py --device cuda --overrides trainer.compile=true trainer.channels_last=true
-    python scripts/bench_train.py --models dcgan --precisions 32 --overrides trainer.compile=true   # + speed-up over eager, compile time
+    python scripts/bench_train.py --models dcgan --precisions 32 --steps 2 22 --overrides trainer.compile=true   # + speed-up over eager, compile time
     OMP_NUM_THREADS=1 python scripts/bench_train.py --models ring8_b8 ring8_b256 dcgan32_b8 --skip-startup
 
 FLOPs per step come from torch.utils.flop_counter on the reference step (2 per multiply-add).
@@ -225,6 +225,8 @@ def host_bound_row(name: str, cfg, device: torch.device, steps: int, rounds: int
 
 
 def genlab_process(overrides: list[str], steps: int, run_dir: Path, env: dict) -> float:
+    if "trainer.compile=true" in overrides:  # a cold inductor cache for each process, so that both of a pair compile alike
+        env = {**env, "TORCHINDUCTOR_CACHE_DIR": str(run_dir / "inductor-cache")}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "genlab.cli", "train", *overrides, f"trainer.max_steps={steps}", f"hydra.run.dir={run_dir}"],
                           capture_output=True, text=True, env=env)
@@ -281,9 +283,9 @@ def main() -> None:
     whole = [m for m in args.models if m in SETTINGS]
     print(f"{torch.get_num_threads()} threads, {device}, load average {os.getloadavg()[0]:.2f}", end="")
     if whole:  # the whole-process rows state their share of the matmul peak
-        peaks = {"32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
-        if device.type == "cuda":
-            peaks["fp16"] = matmul_rate(device, torch.float16)
+        # only the precisions asked for: a 4096^2 bf16 product took over a minute on this CPU
+        dtypes = {"32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        peaks = {p: matmul_rate(device, dtypes[p]) for p in args.precisions}
         print("; matmul peak " + ", ".join(f"{'fp32' if k == '32' else k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items())
               + f"; genlab per-iteration from processes of {n1} and {n2} steps")
         print(f"  {'':24} {'genlab s/it':>11} {'reference s/it':>14} {'overhead':>9} {'GFLOP/it':>9} {'genlab % peak':>13} {'start-up s':>10}")
