@@ -165,12 +165,10 @@ class Trainer:
             for child in self.model.children():
                 child.compile()  # in place: state_dict keys keep their names
 
-        self._all_params = list(self.model.parameters())
-        self._trainable = [p.requires_grad for p in self._all_params]
-        self._group_ids = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
-        # per optimizer: the trainable parameters of the other groups, frozen during its phases
-        self._frozen = {n: [p for p, trainable in zip(self._all_params, self._trainable) if trainable and id(p) not in ids]
-                        for n, ids in self._group_ids.items()}
+        # per optimizer: the trainable parameters outside its group, frozen during its phases
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        own = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
+        self._frozen = {n: [p for p in trainable if id(p) not in ids] for n, ids in own.items()}
         self._grad_clip = float(t.grad_clip) if t.get("grad_clip") else None  # read once: a DictConfig lookup costs ~0.1 ms
         self.eval_metrics = list(t.get("eval_metrics") or [])
         # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
@@ -385,8 +383,8 @@ class Trainer:
                     self.reporter.scalars(self.step, train_means | lrs | perf)
                     bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in train_means.items() if k.endswith("loss")} | {"img/s": f"{perf['perf/images_per_s']:.0f}"})
                     tick, tick_images = now, 0
-                elif not every["log_every"] and self.step % STOP_CHECK_EVERY == 0:
-                    self._check_losses()  # without logging too, the unread losses stay few
+                elif self.step % self._sync_every == 0:  # log_every=0: the unread losses stay few all the same
+                    self._check_losses()
                 if every["sample_every"] and self.step % every["sample_every"] == 0:
                     self._visuals(fixed)
                 if every["eval_every"] and self.step % every["eval_every"] == 0:

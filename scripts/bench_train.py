@@ -54,6 +54,7 @@ from hydra.utils import instantiate
 from torch.utils.flop_counter import FlopCounterMode
 
 import genlab.config  # noqa: F401  (the resolvers the configs use)
+from genlab.device import cores as device_cores
 from genlab.device import matmul_rate, synchronize
 
 SETTINGS = {
@@ -250,7 +251,7 @@ def sweep_seconds(n_jobs: int, steps: int, extra: list[str], root: Path, env: di
 
 
 def parallel_rows(steps: int, root: Path, env: dict) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = device_cores()
     print(f"\nparallel jobs: a joblib sweep of two default-VAE runs of {steps} steps each, {cores} cores (total seconds; ratio to one after another)")
     rows = [("one after another (n_jobs=1)", 1, []), ("in parallel, genlab's share (n_jobs=2)", 2, []),
             (f"in parallel, {cores} threads each (n_jobs=2 trainer.threads={cores})", 2, [f"trainer.threads={cores}"])]

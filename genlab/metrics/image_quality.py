@@ -22,6 +22,7 @@ from genlab import GenlabError
 from genlab.atomic import atomic_write
 from genlab.data.image_folder import list_images
 from genlab.data.transforms import load_image
+from genlab.device import cores
 from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare
 from genlab.metrics.fid import GaussianStats, frechet_distance, inception_score, kernel_inception_distance, precision_recall
@@ -140,7 +141,7 @@ class PreparedImages(torch.utils.data.Dataset):
 
 def loader_workers(workers: int | None) -> int:
     """null: one per core up to 4 (decoding costs a few percent of the network's time)."""
-    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) if workers is None else int(workers)
+    return min(4, cores()) if workers is None else int(workers)
 
 
 def folder_source(folder: str, n: int | None, batch_size: int, mode: str = "tf", workers: int | None = None) -> Source:
