@@ -109,15 +109,18 @@ class RunLock:
         raise GenlabError(f"run directory {self.run_dir}: could not take over its stale lock {self.path}; remove it if no genlab run uses the folder")
 
     def _read(self) -> tuple[dict | None, float]:
-        try:
-            text, mtime = self.path.read_text(), self.path.stat().st_mtime
-        except FileNotFoundError:
-            return None, 0.0
-        try:
-            holder = json.loads(text)
-        except ValueError:  # being written: its writer is alive unless the file is old
-            holder = {"pid": None, "host": None}
-        return holder, time.time() - mtime
+        for _ in range(40):  # a lock being written (created, not yet filled): its writer says who it is within moments
+            try:
+                text, mtime = self.path.read_text(), self.path.stat().st_mtime
+            except FileNotFoundError:
+                return None, 0.0
+            try:
+                return json.loads(text), time.time() - mtime
+            except ValueError:
+                if time.time() - mtime > 2:
+                    break
+                time.sleep(0.05)
+        return {"pid": None, "host": None}, time.time() - mtime  # still unreadable: its writer is alive unless the file is old
 
     def _dead(self, holder: dict, age: float) -> str:
         """Why the holder is no longer running, or "" while it may be."""
