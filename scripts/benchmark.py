@@ -14,7 +14,9 @@ folders under --cache in the layouts genlab's aligned and unaligned folder data 
 
 Each (row, seed) trains with genlab.train.run, is evaluated with genlab.evaluate.run (the
 same code as `genlab eval`, whose JSON gives the protocol: FID mode, sample counts, Inception
-weights and their sha256, runtime) and is stored in <out>/results.json with its budget, steps,
+weights and their sha256, runtime), then once more on the features of genlab's Fashion-MNIST
+classifier (`features=fashion_mnist`: fmnist/fid and fmnist/is for every row, class accuracy and
+intra-class FID for the conditional one; its weights' sha256 and test accuracy recorded), and is stored in <out>/results.json with its budget, steps,
 wall time, images/s and the commit it ran on; <out>/results.md is the table (mean +- std over
 seeds). A (row, seed) already in results.json with the same budget and protocol is skipped,
 so the table can be completed in several sittings. Rows not yet run are listed as such.
@@ -68,6 +70,11 @@ ROWS = {
     "ref_dcgan": dict(family="reference: pytorch/examples dcgan", reference="dcgan/main.py", metrics=["fid"], show=["fid"],
                       steps=2 * FMNIST_STEPS_PER_EPOCH, s_per_1k=REF_S),
 }
+# The same samples measured again on the Fashion-MNIST classifier's features (genlab's domain
+# network, `features=fashion_mnist`, issue #18): FID and IS of every row's samples, FID of the
+# translations, class accuracy and intra-class FID of the conditional row; shown as fmnist/<metric>.
+DOMAIN = {name: ["fid"] if name in ("pix2pix", "cyclegan") else ["fid", "is"] for name in ROWS} | {"cgan": ["fid", "is", "class_accuracy", "ifid"]}
+DOMAIN_PREFIX = "fmnist/"
 SHOES_TRAIN = 2000
 FID_S_PER_1K = 160  # Inception features of 1,000 generated images (onnxruntime, one thread): for the estimate only
 SMOKE = {"steps": 6, "fid_samples": 64, "iw_samples": 4, "nll_images": 32, "train_images": 256}
@@ -178,18 +185,30 @@ def compose(config: str, overrides: list[str]):
         return hydra_compose(config, overrides=overrides)
 
 
-def evaluate(spec: dict, seed: int, args, ckpt: Path | None = None, fake: Path | None = None, out: Path | None = None) -> dict:
+def evaluate(metrics: list[str], seed: int, args, ckpt: Path | None = None, fake: Path | None = None, out: Path | None = None,
+             features: str = "inception") -> dict:
     """genlab.evaluate.run on a run dir (or a folder of samples against Fashion-MNIST's test split)."""
     from genlab import evaluate as genlab_eval
 
     n = args.fid_samples
     overrides = [f"seed={seed}", f"n_samples={n}", f"n_real={n}", f"inception.mode={args.inception_mode}", "inception.download=false",
-                 f"out={out}",
-                 f"metrics=[{','.join(spec['metrics'])}]"]
-    if "nll" in spec["metrics"]:
+                 f"out={out}", f"features={features}", f"metrics=[{','.join(metrics)}]"]
+    if "nll" in metrics:
         overrides += [f"iw_samples={args.iw_samples}", f"max_images={args.nll_images}"]
     overrides += [f"ckpt={ckpt}"] if ckpt else [f"fake={fake}", "data=fashion_mnist", "split=test"]
     return genlab_eval.run(compose("eval", overrides))
+
+
+def evaluate_row(name: str, seed: int, args, out_dir: Path, **source) -> dict:
+    """The row's own metrics (Inception features), then the domain metrics on the Fashion-MNIST
+    classifier's features, merged as fmnist/<metric>; each half keeps its protocol."""
+    start = time.perf_counter()
+    record = evaluate(ROWS[name]["metrics"], seed, args, out=out_dir / "benchmark.eval.json", **source)
+    domain = evaluate(DOMAIN[name], seed, args, out=out_dir / "benchmark.eval_fmnist.json", features="fashion_mnist", **source)
+    metrics = record["metrics"] | {DOMAIN_PREFIX + k: v for k, v in domain["metrics"].items()}
+    return {"metrics": metrics, "protocol": record["protocol"], "protocol_domain": domain["protocol"],
+            **({DOMAIN_PREFIX + "per_class": domain["per_class"]} if "per_class" in domain else {}),
+            "eval_wall_s": round(time.perf_counter() - start, 2)}
 
 
 def run_genlab(name: str, seed: int, root: Path, sets: dict[str, Path], args) -> dict:
@@ -202,12 +221,11 @@ def run_genlab(name: str, seed: int, root: Path, sets: dict[str, Path], args) ->
     start = time.perf_counter()
     result = train.run(cfg, run_dir=run_dir, overrides=[])
     train_s = time.perf_counter() - start
+    load = os.getloadavg()[0]
     run = load_run(run_dir)
     batch = int(cfg.data.batch_size)
-    start = time.perf_counter()
-    record = evaluate(ROWS[name], seed, args, ckpt=run_dir, out=run_dir / "benchmark.eval.json")
-    return {"metrics": record["metrics"], "protocol": record["protocol"], "overrides": overrides, "steps": int(result["step"]),
-            "batch_size": batch, "train_wall_s": round(train_s, 2), "eval_wall_s": round(time.perf_counter() - start, 2),
+    return {**evaluate_row(name, seed, args, run_dir, ckpt=run_dir), "overrides": overrides, "steps": int(result["step"]),
+            "batch_size": batch, "train_wall_s": round(train_s, 2), "load_1min_after_training": round(load, 2),
             "images_per_s": round(run.images_per_s, 1) if run.images_per_s else round(result["step"] * batch / result["wall_s"], 1),
             "images_per_s_source": "median of the trainer's perf/images_per_s" if run.images_per_s else "steps x batch / training wall time",
             "run_dir": str(run_dir)}
@@ -244,6 +262,7 @@ def run_reference(name: str, seed: int, root: Path, sets: dict[str, Path], args)
     with open(run_dir / "train.log", "w") as log:
         subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, env=os.environ | {"PYTHONUNBUFFERED": "1"})
     train_s = time.perf_counter() - start
+    load = os.getloadavg()[0]
     steps = sum(1 for line in (run_dir / "train.log").read_text().splitlines() if line.startswith("[") and "Loss_D" in line)
     n_images = len(list((sets["folder"] / "train" / "all").glob("*.png")))
     # samples in train mode (batch-norm batch statistics), as the reference draws its grids
@@ -262,12 +281,10 @@ def run_reference(name: str, seed: int, root: Path, sets: dict[str, Path], args)
             x = F.interpolate(x.mean(1, keepdim=True), size=32, mode="area")       # grey 32x32, as the test split
             for j, im in enumerate(x.add(1).mul(127.5).round().clamp(0, 255).byte().squeeze(1).numpy()):
                 Image.fromarray(im).save(fake_dir / f"{start_i + j:05d}.png")
-    start = time.perf_counter()
-    record = evaluate(ROWS[name], seed, args, fake=fake_dir, out=run_dir / "benchmark.eval.json")
-    return {"metrics": record["metrics"], "protocol": record["protocol"] | {
-                "reference_samples": "netG of the last epoch in train mode, 64x64 RGB averaged to grey and area-downsampled to 32x32"},
-            "command": cmd, "steps": steps, "batch_size": 128, "epochs": epochs, "train_images": n_images,
-            "train_wall_s": round(train_s, 2), "eval_wall_s": round(time.perf_counter() - start, 2),
+    record = evaluate_row(name, seed, args, run_dir, fake=fake_dir)
+    record["protocol"] |= {"reference_samples": "netG of the last epoch in train mode, 64x64 RGB averaged to grey and area-downsampled to 32x32"}
+    return {**record, "command": cmd, "steps": steps, "batch_size": 128, "epochs": epochs, "train_images": n_images,
+            "train_wall_s": round(train_s, 2), "load_1min_after_training": round(load, 2),
             "images_per_s": round(steps * 128 / train_s, 1) if steps else None,
             "images_per_s_source": "steps x batch / wall time of the reference process (includes its start-up)", "run_dir": str(run_dir)}
 
@@ -312,7 +329,8 @@ def markdown(results: dict, rows: list[str], seeds: list[int], reasons: dict[str
             why = "; ".join(failed) or reasons.get(name, "not run yet")
             lines.append(f"| {name} ({spec['family']}) | not run: {why} | | | | | | |")
             continue
-        shown = ", ".join(f"{k} {fmt_mean_std([r['metrics'].get(k) for r in runs])}" for k in shown_keys(spec["show"], runs[0]["metrics"]))
+        show = spec["show"] + [DOMAIN_PREFIX + m for m in DOMAIN[name]]
+        shown = ", ".join(f"{k} {fmt_mean_std([r['metrics'].get(k) for r in runs])}" for k in shown_keys(show, runs[0]["metrics"]))
         shown = shown or ", ".join(f"{k} {fmt_mean_std([r['metrics'].get(k) for r in runs])}" for k in runs[0]["metrics"] if not k.startswith("n_"))
         mean = lambda key: fmt_mean_std([r.get(key) for r in runs])  # noqa: E731
         commits = ", ".join(sorted({r["commit"][:10] for r in runs}))
@@ -338,6 +356,13 @@ def protocol_line(r: dict) -> str:
         parts.append(f"IWAE k={p['options']['iw_samples']} on the first {p['options']['max_images']} test images")
     if "reference_samples" in p:
         parts.append(p["reference_samples"])
+    d = r.get("protocol_domain", {})
+    if "classifier_sha256" in d:
+        parts.append(f"{DOMAIN_PREFIX}: {d['classifier']} (test accuracy {d.get('classifier_test_accuracy')}), "
+                     f"{Path(str(d.get('classifier_weights'))).name} sha256 {str(d['classifier_sha256'])[:16]}, "
+                     f"{int(m.get(DOMAIN_PREFIX + 'n_generated', 0))} generated vs {int(m.get(DOMAIN_PREFIX + 'n_reference', 0))} reference")
+    if r.get("load_1min_after_training") is not None:
+        parts.append(f"load average {r['load_1min_after_training']} at the end of training (2 cores; above ~1.2 the times are shared)")
     if b.get("smoke"):
         parts.append("SMOKE budget (not a result)")
     return "; ".join(str(x) for x in parts)

@@ -52,3 +52,13 @@ def test_shown_keys_expand_a_prefix():
 def test_every_row_names_what_it_shows(name):
     row = benchmark.ROWS[name]
     assert row["show"] and row["metrics"] and row["steps"] > 0
+
+
+def test_markdown_shows_the_domain_metrics_and_their_classifier():
+    record = seed_record(30.0)
+    record["metrics"] |= {"fmnist/fid": 12.5, "fmnist/is_mean": 7.0, "fmnist/is_std": 0.1, "fmnist/n_generated": 5000, "fmnist/n_reference": 5000}
+    record["protocol_domain"] = {"classifier": "fashion_mnist SmallCNN at 32px", "classifier_test_accuracy": 0.92,
+                                 "classifier_weights": "/c/fashion_mnist-32px-6496109b25f7.pt", "classifier_sha256": "6496109b25f7e6b1e5da"}
+    md = benchmark.markdown({"dcgan_nonsat": {"seeds": {"0": record}}}, ["dcgan_nonsat"], [0], {})
+    assert "| fid 30, fmnist/fid 12.5, fmnist/is_mean 7, fmnist/is_std 0.1 |" in md
+    assert "fmnist/: fashion_mnist SmallCNN at 32px (test accuracy 0.92), fashion_mnist-32px-6496109b25f7.pt sha256 6496109b25f7e6b1, 5000 generated vs 5000 reference" in md
