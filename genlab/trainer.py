@@ -194,7 +194,7 @@ class Trainer:
 
     def _begin(self, resume: tuple[dict, Path] | None):
         """Remove the temporaries a killed write left, load the resumed state, start the clocks;
-        the progress bar (shown by rank 0 with trainer.progress_bar)."""
+        returns the progress bar (shown by rank 0 with trainer.progress_bar)."""
         if self.is_main:
             self.checkpoints.remove_stale_temporaries()
         if resume:
