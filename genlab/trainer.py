@@ -60,9 +60,9 @@ EVAL_MONITORS = {"fid": ("val/fid", "min"), "modes": ("val/modes_covered", "max"
                  "ifid": ("val/ifid", "min"), "class_accuracy": ("val/class_accuracy", "max")}
 
 
-def total_steps(t: DictConfig, stream: TrainStream) -> int:
+def total_steps(settings: DictConfig, stream: TrainStream) -> int:
     """trainer.max_epochs epochs of the stream when set, else trainer.max_steps."""
-    return int(t.max_epochs) * stream.batches_per_epoch if t.get("max_epochs") else int(t.max_steps)
+    return int(settings.max_epochs) * stream.batches_per_epoch if settings.get("max_epochs") else int(settings.max_steps)
 
 
 def build_optimizers(model: GenerativeModel, optim: DictConfig, groups_cfg: DictConfig | None = None) -> dict[str, torch.optim.Optimizer]:
