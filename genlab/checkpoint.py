@@ -1,9 +1,12 @@
-"""Checkpoints: one file holds everything to continue bit-exactly, written atomically, read
-with torch.load(weights_only=True), and its config checked against genlab's allow list
-(genlab.components) before anything is built from it: opening a file never runs code from it."""
+"""Checkpoints: one file holds everything to continue bit-exactly, written atomically (the
+trainer's through CheckpointWriter), read with torch.load(weights_only=True), and its config
+checked against genlab's allow list (genlab.components) before anything is built from it:
+opening a file never runs code from it."""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import random
 from pathlib import Path
@@ -12,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from genlab import GenlabError
-from genlab.atomic import atomic_write
+from genlab import GenlabError, Interrupted
+from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
 from genlab.components import check_stored_config
+
+log = logging.getLogger(__name__)
 
 FORMAT = 1
 
@@ -33,6 +38,97 @@ def save(state: dict, path: Path) -> None:
     """Serialise `state` to `path` atomically (genlab.atomic): a crash at any moment leaves
     either the old file or the new one, never half of one."""
     atomic_write(path, lambda f: torch.save(state, f))
+
+
+class CheckpointWriter:
+    """A run's checkpoints/ folder as the trainer writes it: best.pt, and last.pt with the
+    keep_last newest step_<step>.pt files (the same file under both names), each written
+    atomically, so a crash, a kill -9 or a full disk leaves the previous file whole. A periodic
+    checkpoint is held back (`hold`) until the trainer has read the losses of the next step,
+    which ran on its weights, and found them finite (`publish_held`): no checkpoint holds
+    weights that have already diverged. A second Ctrl-C (`abort`) stops at once, or right
+    after a write in progress, never halfway through one."""
+
+    def __init__(self, folder: Path, keep_last: int = 0):
+        self.folder, self.keep_last = Path(folder), int(keep_last)
+        self._held: tuple[int, bytes] | None = None  # (step, serialised state) waiting for that step's losses
+        self._writing, self._abort = False, False  # a write in progress; a second Ctrl-C during it
+
+    def path(self, best: bool = False) -> Path:
+        return self.folder / ("best.pt" if best else "last.pt")
+
+    def remove_stale_temporaries(self) -> None:
+        for tmp in remove_stale_temporaries(self.folder):
+            log.info("removed %s, left by an interrupted checkpoint write", tmp)
+
+    def save(self, step: int, state: dict, best: bool = False) -> Path:
+        """Write `state` now: as best.pt, or as last.pt (and its step file)."""
+        self._write(step, _serialize(state), best)
+        return self.path(best)
+
+    def hold(self, step: int, state: dict) -> None:
+        """Serialise `state` now (training goes on changing it) and keep it until publish_held."""
+        self._held = (step, _serialize(state))
+
+    @property
+    def holding(self) -> bool:
+        return self._held is not None
+
+    def publish_held(self) -> None:
+        """Write the held-back checkpoint; its caller has found the losses of its step finite."""
+        if self._held is not None:
+            (step, data), self._held = self._held, None
+            self._write(step, data)
+
+    def discard_held(self) -> None:
+        """Drop the held-back checkpoint: a loss it led to is not finite, the run is aborted,
+        or a later save writes the same or a later state."""
+        self._held = None
+
+    def abort(self) -> None:
+        """A second Ctrl-C: raise Interrupted now, or, during a write, as soon as it is done."""
+        if self._writing:
+            self._abort = True
+            return
+        raise Interrupted
+
+    def describe_last(self) -> str:
+        """'the previous checkpoint <last.pt> (step N) is intact', or 'there is no checkpoint yet'."""
+        last = self.path()
+        if not last.is_file():
+            return "there is no checkpoint yet"
+        try:
+            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
+        except Exception:
+            return f"the previous checkpoint {last} is intact"
+        return f"the previous checkpoint {last} (step {step}) is intact"
+
+    def _write(self, step: int, data: bytes, best: bool = False) -> None:
+        """Publish a serialised state as best.pt, or as the step file and last.pt. A second
+        Ctrl-C meanwhile waits for the write to finish; a full disk keeps the previous file."""
+        self._writing = True
+        try:
+            write = lambda f: f.write(data)  # noqa: E731
+            if best or self.keep_last <= 0:
+                atomic_write(self.path(best), write)
+                return
+            step_file = self.folder / f"step_{step:07d}.pt"
+            atomic_write(step_file, write)
+            link_or_copy(step_file, self.path())  # serialised once, published under both names
+            for old in sorted(self.folder.glob("step_*.pt"))[:-self.keep_last]:
+                old.unlink()
+        except NoSpaceError as e:
+            raise NoSpaceError(f"no space left on {e.device} writing the checkpoint of step {step}; {self.describe_last()}", e.device) from None
+        finally:
+            self._writing = False
+            if self._abort:
+                raise Interrupted
+
+
+def _serialize(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def load(path: str | os.PathLike) -> tuple[dict, Path]:

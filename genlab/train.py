@@ -13,8 +13,9 @@ from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import share_cores
 from genlab.sweep import own_checkpoint
-from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, monitor, total_steps
-from genlab.validation import check_applies, check_values
+from genlab.evaluator import EvalData
+from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, total_steps
+from genlab.validation import check_applies, check_trainer_options, check_values
 
 log = logging.getLogger(__name__)
 
@@ -80,21 +81,23 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
 
 
 def build_trainer(cfg: DictConfig, model, run_dir: str | os.PathLike, choices: dict | None = None) -> Trainer:
-    """The trainer of a composed config: the data stream of this rank, the test split, the
-    optimizers and schedules, the metric best.pt is kept by, the fixed grid batch and the
-    reference images of trainer.eval_metrics, and the record every checkpoint carries."""
+    """The trainer of a composed config: the data stream of this rank, the test split (with
+    the fixed grid batch and the reference images of trainer.eval_metrics), the optimizers and
+    schedules, and the record every checkpoint carries; the trainer options the model cannot
+    honour are refused first."""
     t = cfg.trainer
     rank, world_size, _ = distributed.world()
     stream = TrainStream(cfg.data, int(t.seed), rank, world_size)
     val = eval_loader(cfg.data, "test")
+    check_trainer_options(t, model, val.dataset)
     optimizers = build_optimizers(model, cfg.optim, cfg.get("optim_groups"))
     schedulers = build_schedulers(cfg.get("scheduler"), optimizers, total_steps(t, stream), stream.batches_per_epoch)
     # the same 64 test images in every grid, whatever the training batch size
     grid = next(iter(eval_loader(cfg.data, "test", batch_size=64))) if rank == 0 else None
     container = OmegaConf.to_container(cfg, resolve=True)
     container.pop("resume", None)
-    return Trainer(model, stream, val, Path(run_dir), t, optimizers, schedulers, monitor=monitor(t, model.monitor), grid_batch=grid,
-                   image_reference=_image_reference(cfg, val), record=RunRecord(container, choices or {}), logger=cfg.get("logger"))
+    return Trainer(model, stream, t, optimizers, schedulers, eval_data=EvalData(val, grid, _image_reference(cfg, val)),
+                   record=RunRecord(Path(run_dir), container, choices or {}))
 
 
 def _image_reference(cfg: DictConfig, val):

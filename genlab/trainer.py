@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import io
 import logging
 import math
 import signal
@@ -20,14 +19,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import genlab
-from genlab import GenlabError, Interrupted, RunError, StartUpInterrupts, checkpoint, distributed
-from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
+from genlab import GenlabError, RunError, StartUpInterrupts, checkpoint, distributed
 from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
+from genlab.evaluator import EvalData, Evaluator
 from genlab.losses.penalties import grad_scaler
-from genlab.metrics import METRICS, applies, scalars, split_means
-from genlab.models.base import GenerativeModel, SamplesPrior, in_test_mode
+from genlab.models.base import GenerativeModel
 from genlab.reporting import Reporter, flatten
 
 log = logging.getLogger(__name__)
@@ -62,23 +60,9 @@ EVAL_MONITORS = {"fid": ("val/fid", "min"), "modes": ("val/modes_covered", "max"
                  "ifid": ("val/ifid", "min"), "class_accuracy": ("val/class_accuracy", "max")}
 
 
-def rng_sandbox(device: torch.device, seed: int):
-    """Run a block on its own seeded RNG and leave the training RNG untouched, so that
-    sampling and evaluation never change what training draws next (exact resume)."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-
-    @contextlib.contextmanager
-    def ctx():
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-
-    return ctx()
-
-
-def total_steps(t: DictConfig, stream: TrainStream) -> int:
+def total_steps(settings: DictConfig, stream: TrainStream) -> int:
     """trainer.max_epochs epochs of the stream when set, else trainer.max_steps."""
-    return int(t.max_epochs) * stream.batches_per_epoch if t.get("max_epochs") else int(t.max_steps)
+    return int(settings.max_epochs) * stream.batches_per_epoch if settings.get("max_epochs") else int(settings.max_steps)
 
 
 def build_optimizers(model: GenerativeModel, optim: DictConfig, groups_cfg: DictConfig | None = None) -> dict[str, torch.optim.Optimizer]:
@@ -117,51 +101,43 @@ def build_schedulers(scheduler: DictConfig | None, optimizers: dict, steps: int,
 
 @dataclass(frozen=True)
 class RunRecord:
-    """What every checkpoint carries besides the state: the run's resolved config (plain
-    containers, rebuilt by eval, sample and resume) and its config-group choices."""
+    """Where the run writes (its directory) and what every checkpoint carries besides the
+    state: the run's resolved config (plain containers, rebuilt by eval, sample and resume;
+    its logger section picks the sinks) and its config-group choices."""
 
-    config: dict
+    run_dir: Path
+    config: dict = field(default_factory=dict)
     choices: dict = field(default_factory=dict)
 
 
 class Trainer:
-    """The loop, given what it needs: the model; the training stream; the test split's loader;
-    the run directory; the trainer settings (cfg.trainer); one optimizer (and schedule) per
-    parameter group (build_optimizers, build_schedulers); the metric best.pt is kept by
-    (`monitor`); the fixed batch every training grid shows; the reference images of the
-    image metrics in trainer.eval_metrics (FID); the run's record; the logger config."""
+    """The loop, given what it needs: the model; this rank's training stream; the trainer
+    settings (cfg.trainer); one optimizer (and schedule) per parameter group (build_optimizers,
+    build_schedulers); the test split as the evaluator uses it (EvalData); the run's record.
+    It writes checkpoints through a CheckpointWriter and measures through an Evaluator;
+    best.pt is kept by `monitor(settings, model.monitor)`."""
 
-    def __init__(self, model: GenerativeModel, stream: TrainStream, val_loader, run_dir: Path, settings: DictConfig,
-                 optimizers: dict, schedulers: dict | None = None, *, monitor: tuple[str, str] | None = None,
-                 grid_batch: dict | None = None, image_reference=None, record: RunRecord | None = None, logger: DictConfig | None = None):
-        t = settings
-        self.t, self.run_dir = t, Path(run_dir)
-        self.record = record or RunRecord({})
-        self.rank, self.world_size, self.device = distributed.setup(t.device)
+    def __init__(self, model: GenerativeModel, stream: TrainStream, settings: DictConfig, optimizers: dict, schedulers: dict | None = None, *,
+                 eval_data: EvalData, record: RunRecord):
+        self.settings, self.record, self.run_dir = settings, record, Path(record.run_dir)
+        self.rank, self.world_size, self.device = distributed.setup(settings.device)
         self.is_main = self.rank == 0
-        self.precision = check_precision(t.precision, self.device)
+        self.precision = check_precision(settings.precision, self.device)
         self.model = model.to(self.device)  # in place: the optimizers' parameters are the model's
-        self.channels_last = bool(t.get("channels_last", False))
+        self.channels_last = bool(settings.get("channels_last", False))
         if self.channels_last:  # NHWC convolutions: faster for some conv nets and devices (scripts/bench_train.py --overrides trainer.channels_last=true)
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.world_size > 1:
             distributed.broadcast_state(self.model)
-        self.stream, self.val_loader = stream, val_loader
-        self.total_steps = total_steps(t, stream)
+        self.stream = stream
+        self.total_steps = total_steps(settings, stream)
         self.groups = model.param_groups()
         self.optimizers, self.schedulers = optimizers, schedulers or {}
         # fp16: one gradient scaler per optimizer (the AMP docs' recipe for several models and
         # optimizers), each updated after its own optimizer's step
         self.scalers = {n: torch.amp.GradScaler(self.device.type) for n in optimizers} if self.precision == "fp16" else {}
-        if t.get("ema_decay") and not model.ema_modules:
-            raise GenlabError(f"trainer.ema_decay={t.ema_decay} does not apply: {type(model).__name__} keeps no EMA of its weights; drop it")
-        self.ema = EMA(self.model, float(t.ema_decay), t.get("ema_rampup")) if t.get("ema_decay") else None
-        if t.get("compile"):
-            adversarial = getattr(model, "adversarial", None)
-            if adversarial is not None and (adversarial.gp_weight or adversarial.r1_gamma):
-                which, key = ("gradient penalty", "gp_weight") if adversarial.gp_weight else ("R1 penalty", "r1_gamma")
-                raise GenlabError(f"trainer.compile=true cannot train with the {which}: it differentiates the discriminator's gradient "
-                                  f"(double backward), which torch.compile does not support; drop trainer.compile or set loss.{key}=0")
+        self.ema = EMA(self.model, float(settings.ema_decay), settings.get("ema_rampup")) if settings.get("ema_decay") else None
+        if settings.get("compile"):  # validation.check_trainer_options has refused the double-backward penalties
             for child in self.model.children():
                 child.compile()  # in place: state_dict keys keep their names
 
@@ -169,37 +145,251 @@ class Trainer:
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         own = {n: {id(p) for p in ps} for n, ps in self.groups.items()}
         self._frozen = {n: [p for p in trainable if id(p) not in ids] for n, ids in own.items()}
-        self._grad_clip = float(t.grad_clip) if t.get("grad_clip") else None  # read once: a DictConfig lookup costs ~0.1 ms
-        self.eval_metrics = list(t.get("eval_metrics") or [])
-        # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
-        self._model_metrics = [m for m in self.eval_metrics if m in METRICS]
-        self._image_metric_names = [m for m in self.eval_metrics if m not in METRICS]
-        if self.eval_metrics:
-            from genlab.metrics.image_quality import IMAGE_METRICS
-
-            applicable = [m for m, metric in METRICS.items() if applies(metric, model, val_loader.dataset)]
-            for name in self.eval_metrics:
-                if name not in IMAGE_METRICS and name not in applicable:
-                    needs = f" ({name} needs {METRICS[name].requires})" if name in METRICS and METRICS[name].requires else ""
-                    raise GenlabError(f"trainer.eval_metrics has {name!r}{needs}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
-        if self._image_metric_names and not (isinstance(model, SamplesPrior) and model.samples_images):
-            raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs a model that samples images, which {type(model).__name__} "
-                              "does not; drop it (genlab eval computes FID of translation models per direction)")
-        if self._image_metric_names and image_reference is None:
-            raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs reference images; give the trainer image_reference")
-        self.grid_batch, self.image_reference, self._image_quality = grid_batch, image_reference, None
-        self.monitor = monitor
-        self.step, self.best, self.last_val = 0, None, {}
-        self.reporter = Reporter(self.run_dir, logger, write=self.is_main, config=self.record.config)
-        self._signal = None
-        self._writing, self._abort = False, False  # a checkpoint write in progress; a second Ctrl-C during it
-        self._pending: tuple[int, bytes] | None = None  # a checkpoint that waits for its step's losses
+        # read once: a DictConfig lookup costs ~0.1 ms
+        self._grad_clip = float(settings.grad_clip) if settings.get("grad_clip") else None
+        self.seed = int(settings.seed)
+        self.log_every, self.sample_every, self.eval_every, self.ckpt_every = (
+            int(settings.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every"))  # steps; 0: never
+        # torchrun: the ranks agree on a stop (and rank 0's batch-norm statistics reach the others) at these steps only
+        self._sync_every = self.log_every or STOP_CHECK_EVERY
+        self.evaluator = Evaluator(eval_data, settings, self.device, self.precision, monitor(settings, model.monitor))
+        self.checkpoints = checkpoint.CheckpointWriter(self.run_dir / "checkpoints", int(settings.get("keep_last", 0)))
+        self.reporter = Reporter(self.run_dir, self.record.config.get("logger"), write=self.is_main, config=self.record.config)
+        self.step, self.train_means = 0, {}
+        self._signal = None  # the first SIGINT or SIGTERM: stop after this step
         self._warned_divergence = False
         # (step, phase, loss) of the phases since the losses were last read: read together, at a
         # log step or before a checkpoint is published, so that no step waits for the device
         self._losses: list[tuple[int, str, torch.Tensor]] = []
 
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: tuple[dict, Path] | None = None) -> dict:
+        try:
+            return self._fit(resume)
+        except KeyboardInterrupt:
+            self.checkpoints.discard_held()
+            raise Aborted(f"aborted by a second Ctrl-C at step {self.step}; {self.checkpoints.describe_last().replace('the previous', 'the last')}") from None
+
+    def _fit(self, resume: tuple[dict, Path] | None) -> dict:
+        bar = self._begin(resume)
+        with self._stop_on_signals(), self._losses_first():
+            while self.step < self.total_steps and not self._should_stop():
+                self._train_step()
+                self._publish_held_checkpoint()  # this step ran on the held-back weights with finite losses
+                self.step += 1
+                bar.update(1)
+                if self._due(self.log_every):
+                    self._log(bar)
+                elif self.step % self._sync_every == 0:  # log_every=0: the unread losses stay few all the same
+                    self._check_losses()
+                if self._due(self.sample_every):
+                    self._sample_grids()
+                if self._due(self.eval_every):
+                    self._validate()
+                if self._due(self.ckpt_every):
+                    self._hold_checkpoint()
+            self._check_losses()  # nothing below publishes weights that gave a non-finite loss
+        bar.close()
+        return self._finish()
+
+    def _begin(self, resume: tuple[dict, Path] | None):
+        """Remove the temporaries a killed write left, load the resumed state, start the clocks;
+        returns the progress bar (shown by rank 0 with trainer.progress_bar)."""
+        if self.is_main:
+            self.checkpoints.remove_stale_temporaries()
+        if resume:
+            self.load_state_dict(*resume)
+            log.info("resumed from %s at step %d", resume[1], self.step)
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (self.settings.get("progress_bar", True) and self.is_main))
+        self._started = time.perf_counter()
+        self._tick = (self._started, self.step)  # (time, step) of the last log step: the throughput since
+        self.model.train()
+        return bar
+
+    def _train_step(self) -> None:
+        """Every phase active at this step (a repeat on a fresh batch), then the schedules, the
+        batch-norm statistics of torchrun's ranks and the EMA."""
+        if self.world_size > 1:  # per-rank noise, a pure function of (seed, step, rank): resumable
+            torch.manual_seed((self.seed * 1_000_003 + self.step) * self.world_size + self.rank)
+        batch = self._batch()
+        scratch = {"step": self.step}  # training_step's ctx: what one phase leaves for the next in this step
+        for phase in self.model.phases:
+            if not phase.active(self.step):
+                continue
+            for repeat in range(phase.repeats_at(self.step)):
+                self._run_phase(phase, batch if repeat == 0 else self._batch(), scratch)
+        for schedule in self.schedulers.values():
+            schedule.step()
+        if self.world_size > 1 and (self.step + 1) % self._sync_every == 0:
+            distributed.broadcast_buffers(self.model)
+        if self.ema:
+            self.ema.update(self.model, self.step)
+
+    def _due(self, every: int) -> bool:
+        """Whether a cadence of `every` steps (0: never) falls on the step just completed."""
+        return bool(every) and self.step % every == 0
+
+    def _finish(self) -> dict:
+        """The end-of-run pictures, numbers and hparams (unless a signal stopped the run), last.pt,
+        and the run's summary."""
+        self.checkpoints.discard_held()  # the final save below writes the same or a later state
+        if self.world_size > 1 and self._signal is None and self.step < self.total_steps:
+            self._signal = signal.SIGTERM  # another rank was stopped
+        interrupted = signal.Signals(self._signal).name if self._signal else None
+        if not interrupted:
+            self._sample_grids()
+            if not self._due(self.eval_every):  # not validated at this very step already
+                self._validate()
+            config = self.record.config
+            self.reporter.hparams(flatten(config.get("model", {}), "model.") | flatten({"optim": config.get("optim", {})}), self.evaluator.last)
+        last = self.save_checkpoint()
+        self.reporter.close()
+        if interrupted:
+            log.warning("stopped by %s at step %d; %s holds the state, resume with: genlab train resume=%s", interrupted, self.step, last, self.run_dir)
+        return {
+            "run_dir": str(self.run_dir),
+            "checkpoint": str(last),
+            "step": self.step,
+            "train": self.train_means,
+            "val": self.evaluator.last,
+            "best": self.evaluator.best,
+            "interrupted": interrupted,
+            "wall_s": time.perf_counter() - self._started,
+        }
+
+    def _run_phase(self, phase, batch: dict, scratch: dict) -> None:
+        """One optimizer step on the phase's parameter group; every other parameter is frozen
+        so no gradient leaks into another network."""
+        frozen = self._frozen[phase.optimizer]
+        for p in frozen:
+            p.requires_grad_(False)
+        opt, scaler = self.optimizers[phase.optimizer], self.scalers.get(phase.optimizer)
+        opt.zero_grad(set_to_none=True)
+        with autocast_context(self.device, self.precision), grad_scaler(scaler):
+            loss, logs = self.model.training_step(batch, phase.name, scratch)
+        self._losses.append((self.step, phase.name, loss.detach()))  # checked at the next read (_check_losses)
+        (scaler.scale(loss) if scaler else loss).backward()
+        if self.world_size > 1:
+            distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
+        prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
+        if self._grad_clip:
+            if scaler:
+                scaler.unscale_(opt)
+            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], self._grad_clip)
+            self.reporter.accumulate(prefix + "grad_norm", norm)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        self.model.after_step(phase.name)
+        for k, v in logs.items():
+            self.reporter.accumulate(prefix + k, v)
+        for p in frozen:
+            p.requires_grad_(True)
+
+    def _batch(self) -> dict:
+        batch = to_device(next(self.stream), self.device)
+        if self.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
+        return batch
+
+    # -- the cadences --------------------------------------------------------------------------
+    def _log(self, bar) -> None:
+        """The training means since the last log step (the losses read and checked first), the
+        learning rates, the throughput and the epoch: to the sinks and the progress bar."""
+        now = time.perf_counter()
+        self._check_losses()
+        self.train_means = self.reporter.means()
+        self._check_divergence(self.train_means)
+        tick_time, tick_step = self._tick
+        perf = {"perf/images_per_s": (self.step - tick_step) * self.stream.batch_size / (now - tick_time), "epoch": float(self.stream.epoch)}
+        lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
+        self.reporter.scalars(self.step, self.train_means | lrs | perf)
+        bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in self.train_means.items() if k.endswith("loss")}
+                        | {"img/s": f"{perf['perf/images_per_s']:.0f}"})
+        self._tick = (now, self.step)
+
+    def _sample_grids(self) -> None:
+        if not self.is_main:
+            return
+        self._check_losses()
+        self.reporter.images(self.step, self.evaluator.grids(self.eval_model), self.run_dir / "samples")
+
+    def _validate(self) -> None:
+        """The test split's metrics, logged; best.pt when they are the best yet by the monitor."""
+        if not self.is_main:
+            return
+        self._check_losses()  # best.pt is never written from weights that gave a non-finite loss
+        self.reporter.scalars(self.step, self.evaluator.validate(self.eval_model))
+        if self.evaluator.improves_best(self.step):
+            self.save_checkpoint(best=True)
+
+    def _hold_checkpoint(self) -> None:
+        """A periodic checkpoint is held back until the next step has run on its weights with
+        finite losses, so that no checkpoint holds weights that have already diverged."""
+        if self.is_main:
+            self.checkpoints.hold(self.step, self.state_dict())
+
+    def _publish_held_checkpoint(self) -> None:
+        if self.checkpoints.holding:
+            self._check_losses()  # the held-back weights' own step and every step before it
+            self.checkpoints.publish_held()
+
+    @property
+    def eval_model(self) -> GenerativeModel:
+        """The EMA weights where the model keeps them, else the live ones."""
+        return self.ema.module if self.ema else self.model
+
+    # -- losses: read at the cadences, never inside a step ---------------------------------------
+    def _check_losses(self) -> None:
+        """Read the phases' losses since the last read in one transfer from the device: the
+        first non-finite one stops the run, naming its phase and step (the run may have gone
+        on a few steps since: nothing was published from them); one beyond DIVERGENCE_BOUND is
+        warned once."""
+        if not self._losses:
+            return
+        losses, self._losses = self._losses, []
+        values = torch.stack([loss.float().reshape(()) for _, _, loss in losses]).tolist()
+        for (step, name, _), value in zip(losses, values):
+            if not math.isfinite(value):
+                self.checkpoints.discard_held()  # it holds weights that gave this loss or came after it
+                fixes = "lower optim.lr or set trainer.grad_clip" + ("" if self.precision == "32" else ", or use trainer.precision=32")
+                raise RunError(f"the loss of phase {name!r} is {value} at step {step}; "
+                               f"{self.checkpoints.describe_last().replace('the previous', 'the last good')}; {fixes}")
+        for (step, name, _), value in zip(losses, values):
+            self._check_divergence({name: value}, step)
+
+    @contextlib.contextmanager
+    def _losses_first(self):
+        """An error in a step after an unread non-finite loss (an op that refuses NaN) is
+        reported as that loss."""
+        try:
+            yield
+        except Exception:
+            self._check_losses()
+            raise
+
+    def _check_divergence(self, values: dict[str, float], step: int | None = None) -> None:
+        if self._warned_divergence:
+            return
+        for name, value in values.items():
+            if abs(value) > DIVERGENCE_BOUND:
+                self._warned_divergence = True
+                log.warning("%s = %.3g at step %d: the training is diverging (warned once); lower optim.lr or set trainer.grad_clip",
+                            name, value, self.step if step is None else step)
+                return
+
     # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self, best: bool = False) -> Path:
+        """Write the state now (rank 0 only: all ranks hold the same state)."""
+        if self.is_main:
+            self.checkpoints.save(self.step, self.state_dict(), best)
+        return self.checkpoints.path(best)
+
     def state_dict(self) -> dict:
         return {
             "genlab_format": checkpoint.FORMAT,
@@ -211,7 +401,7 @@ class Trainer:
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "scaler": {n: sc.state_dict() for n, sc in self.scalers.items()} or None,
             "data": self.stream.state_dict(),
-            "best": self.best,
+            "best": self.evaluator.best,
             "rng": checkpoint.rng_state(),
             "config": self.record.config,
             "choices": self.record.choices,
@@ -236,7 +426,7 @@ class Trainer:
                 sc.load_state_dict(saved[n])
         self._apply_optimizer_settings(state["config"])
         self.stream.load_state_dict(state["data"])
-        self.step, self.best = int(state["step"]), state.get("best")
+        self.step, self.evaluator.best = int(state["step"]), state.get("best")
         checkpoint.set_rng_state(state["rng"])  # last: nothing after this may draw
 
     def _optimizer_settings(self, config: dict, group: str) -> dict:
@@ -262,242 +452,7 @@ class Trainer:
                         group["lr"] = value * sched.lr_lambdas[i](sched.last_epoch)
                 log.info("resume: optimizer %s uses %s=%s (the checkpoint had %s)", name, key, value, old.get(key))
 
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    def save_checkpoint(self, best: bool = False) -> Path:
-        """Write the state now (rank 0 only: all ranks hold the same state)."""
-        name = "best.pt" if best else "last.pt"
-        if self.is_main:
-            self._write(self.step, self._serialize(), best)
-        return self.ckpt_dir / name
-
-    def _serialize(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return buffer.getvalue()
-
-    def _write(self, step: int, data: bytes, best: bool = False) -> None:
-        """Publish a serialised state as best.pt, or as the step file and last.pt. A second
-        Ctrl-C meanwhile waits for the write to finish; a full disk keeps the previous file."""
-        self._writing = True
-        try:
-            write = lambda f: f.write(data)  # noqa: E731
-            if best:
-                atomic_write(self.ckpt_dir / "best.pt", write)
-                return
-            last = self.ckpt_dir / "last.pt"
-            keep = int(self.t.get("keep_last", 0))
-            if keep <= 0:
-                atomic_write(last, write)
-                return
-            step_file = self.ckpt_dir / f"step_{step:07d}.pt"
-            atomic_write(step_file, write)
-            link_or_copy(step_file, last)  # serialised once, published under both names
-            for old in sorted(self.ckpt_dir.glob("step_*.pt"))[:-keep]:
-                old.unlink()
-        except NoSpaceError as e:
-            raise NoSpaceError(f"no space left on {e.device} writing the checkpoint of step {step}; {self._last_checkpoint()}", e.device) from None
-        finally:
-            self._writing = False
-            if self._abort:
-                raise Interrupted
-
-    def _checkpoint_when_confirmed(self) -> None:
-        """A periodic checkpoint is held back until the next step has run on its weights with
-        finite losses, so that no checkpoint holds weights that have already diverged."""
-        if self.is_main:
-            self._pending = (self.step, self._serialize())
-
-    def _flush_pending(self) -> None:
-        if self._pending is not None:
-            self._check_losses()  # the held-back weights' own step and every step before it
-            step, data = self._pending
-            self._pending = None
-            self._write(step, data)
-
-    def _last_checkpoint(self) -> str:
-        last = self.ckpt_dir / "last.pt"
-        if not last.is_file():
-            return "there is no checkpoint yet"
-        try:
-            step = torch.load(last, map_location="cpu", weights_only=True)["step"]
-        except Exception:
-            return f"the previous checkpoint {last} is intact"
-        return f"the previous checkpoint {last} (step {step}) is intact"
-
-    # -- the loop ------------------------------------------------------------------------------
-    def fit(self, resume: tuple[dict, Path] | None = None) -> dict:
-        try:
-            return self._fit(resume)
-        except KeyboardInterrupt:
-            self._pending = None
-            raise Aborted(f"aborted by a second Ctrl-C at step {self.step}; {self._last_checkpoint().replace('the previous', 'the last')}") from None
-
-    def _fit(self, resume: tuple[dict, Path] | None) -> dict:
-        if self.is_main:
-            for tmp in remove_stale_temporaries(self.ckpt_dir):
-                log.info("removed %s, left by an interrupted checkpoint write", tmp)
-        if resume:
-            self.load_state_dict(*resume)
-            log.info("resumed from %s at step %d", resume[1], self.step)
-        t, model = self.t, self.model
-        fixed = to_device(self.grid_batch, self.device) if self.is_main and self.grid_batch is not None else None
-        every = {k: int(t.get(k) or 0) for k in ("log_every", "sample_every", "eval_every", "ckpt_every")}
-        # torchrun: the ranks agree on a stop (and rank 0's batch-norm statistics reach the others) at these steps only
-        self._sync_every = every["log_every"] or STOP_CHECK_EVERY
-        from tqdm import tqdm
-
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True, disable=not (t.get("progress_bar", True) and self.is_main))
-        start, tick, tick_images, train_means = time.perf_counter(), time.perf_counter(), 0, {}
-        model.train()
-        with self._stop_on_signals(), self._losses_first():
-            while self.step < self.total_steps and not self._should_stop():
-                if self.world_size > 1:  # per-rank noise, a pure function of (seed, step, rank): resumable
-                    torch.manual_seed((int(t.seed) * 1_000_003 + self.step) * self.world_size + self.rank)
-                batch = self._batch()
-                ctx = {"step": self.step}
-                for phase in model.phases:
-                    if not phase.active(self.step):
-                        continue
-                    for r in range(phase.repeats_at(self.step)):
-                        self._run_phase(phase, batch if r == 0 else self._batch(), ctx)
-                for s in self.schedulers.values():
-                    s.step()
-                if self.world_size > 1 and (self.step + 1) % self._sync_every == 0:
-                    distributed.broadcast_buffers(model)
-                if self.ema:
-                    self.ema.update(model, self.step)
-                self._flush_pending()  # this step ran on the held-back weights with finite losses
-                self.step += 1
-                tick_images += self.stream.batch_size
-                bar.update(1)
-                if every["log_every"] and self.step % every["log_every"] == 0:
-                    now = time.perf_counter()
-                    self._check_losses()
-                    train_means = self.reporter.means()
-                    self._check_divergence(train_means)
-                    perf = {"perf/images_per_s": tick_images / (now - tick), "epoch": float(self.stream.epoch)}
-                    lrs = {f"lr/{n}": o.param_groups[0]["lr"] for n, o in self.optimizers.items()}
-                    self.reporter.scalars(self.step, train_means | lrs | perf)
-                    bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in train_means.items() if k.endswith("loss")} | {"img/s": f"{perf['perf/images_per_s']:.0f}"})
-                    tick, tick_images = now, 0
-                elif self.step % self._sync_every == 0:  # log_every=0: the unread losses stay few all the same
-                    self._check_losses()
-                if every["sample_every"] and self.step % every["sample_every"] == 0:
-                    self._visuals(fixed)
-                if every["eval_every"] and self.step % every["eval_every"] == 0:
-                    self._validate()
-                if every["ckpt_every"] and self.step % every["ckpt_every"] == 0:
-                    self._checkpoint_when_confirmed()
-            self._check_losses()  # nothing below publishes weights that gave a non-finite loss
-        bar.close()
-        self._pending = None  # the final save below writes the same or a later state
-        if self.world_size > 1 and self._signal is None and self.step < self.total_steps:
-            self._signal = signal.SIGTERM  # another rank was stopped
-        interrupted = signal.Signals(self._signal).name if self._signal else None
-        if not interrupted:  # the end-of-run pictures, numbers and hparams
-            self._visuals(fixed)
-            if not (every["eval_every"] and self.step % every["eval_every"] == 0):
-                self._validate()
-            config = self.record.config
-            self.reporter.hparams(flatten(config.get("model", {}), "model.") | flatten({"optim": config.get("optim", {})}), self.last_val)
-        last = self.save_checkpoint()
-        self.reporter.close()
-        if interrupted:
-            log.warning("stopped by %s at step %d; %s holds the state, resume with: genlab train resume=%s", interrupted, self.step, last, self.run_dir)
-        return {
-            "run_dir": str(self.run_dir),
-            "checkpoint": str(last),
-            "step": self.step,
-            "train": train_means,
-            "val": self.last_val,
-            "best": self.best,
-            "interrupted": interrupted,
-            "wall_s": time.perf_counter() - start,
-        }
-
-    def _run_phase(self, phase, batch: dict, ctx: dict) -> None:
-        """One optimizer step on the phase's parameter group; every other parameter is frozen
-        so no gradient leaks into another network."""
-        frozen = self._frozen[phase.optimizer]
-        for p in frozen:
-            p.requires_grad_(False)
-        opt, scaler = self.optimizers[phase.optimizer], self.scalers.get(phase.optimizer)
-        opt.zero_grad(set_to_none=True)
-        with autocast_context(self.device, self.precision), grad_scaler(scaler):
-            loss, logs = self.model.training_step(batch, phase.name, ctx)
-        self._losses.append((self.step, phase.name, loss.detach()))  # checked at the next read (_check_losses)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if self.world_size > 1:
-            distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
-        prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
-        if self._grad_clip:
-            if scaler:
-                scaler.unscale_(opt)
-            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], self._grad_clip)
-            self.reporter.accumulate(prefix + "grad_norm", norm)
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        self.model.after_step(phase.name)
-        for k, v in logs.items():
-            self.reporter.accumulate(prefix + k, v)
-        for p in frozen:
-            p.requires_grad_(True)
-
-    def _check_losses(self) -> None:
-        """Read the phases' losses since the last read in one transfer from the device: the
-        first non-finite one stops the run, naming its phase and step (the run may have gone
-        on a few steps since: nothing was published from them); one beyond DIVERGENCE_BOUND is
-        warned once."""
-        if not self._losses:
-            return
-        losses, self._losses = self._losses, []
-        values = torch.stack([loss.float().reshape(()) for _, _, loss in losses]).tolist()
-        for (step, name, _), value in zip(losses, values):
-            if not math.isfinite(value):
-                self._pending = None  # it holds weights that gave this loss or came after it
-                fixes = "lower optim.lr or set trainer.grad_clip" + ("" if self.precision == "32" else ", or use trainer.precision=32")
-                raise RunError(f"the loss of phase {name!r} is {value} at step {step}; "
-                               f"{self._last_checkpoint().replace('the previous', 'the last good')}; {fixes}")
-        for (step, name, _), value in zip(losses, values):
-            self._check_divergence({name: value}, step)
-
-    @contextlib.contextmanager
-    def _losses_first(self):
-        """An error in a step after an unread non-finite loss (an op that refuses NaN) is
-        reported as that loss."""
-        try:
-            yield
-        except Exception:
-            self._check_losses()
-            raise
-
-    def _check_divergence(self, values: dict[str, float], step: int | None = None) -> None:
-        if self._warned_divergence:
-            return
-        for name, value in values.items():
-            if abs(value) > DIVERGENCE_BOUND:
-                self._warned_divergence = True
-                log.warning("%s = %.3g at step %d: the training is diverging (warned once); lower optim.lr or set trainer.grad_clip",
-                            name, value, self.step if step is None else step)
-                return
-
-    @property
-    def eval_model(self) -> GenerativeModel:
-        """The EMA weights where the model keeps them, else the live ones."""
-        return self.ema.module if self.ema else self.model
-
-    def _batch(self) -> dict:
-        batch = to_device(next(self.stream), self.device)
-        if self.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
-        return batch
-
+    # -- signals -------------------------------------------------------------------------------
     def _should_stop(self) -> bool:
         """A signal stops this process at the next step; torchrun's ranks agree on it at every
         _sync_every-th step (one all-reduce and read), so that all stop at the same step."""
@@ -506,55 +461,6 @@ class Trainer:
                 return False
             return distributed.any_rank(self._signal is not None, self.device)
         return self._signal is not None
-
-    @contextlib.contextmanager
-    def _evaluating(self):
-        """The evaluation model in its test mode (models.base.in_test_mode: its buffers unchanged
-        afterwards), on its own seeded RNG, at the training precision."""
-        with in_test_mode(self.eval_model) as model, rng_sandbox(self.device, int(self.t.seed)), autocast_context(self.device, self.precision):
-            yield model
-
-    def _visuals(self, fixed: dict) -> None:
-        if not self.is_main:
-            return
-        self._check_losses()
-        with self._evaluating() as model:
-            visuals = model.visuals(fixed)
-        self.reporter.images(self.step, visuals, self.run_dir / "samples")
-
-    def _validate(self) -> None:
-        if not self.is_main:
-            return
-        self._check_losses()  # best.pt is never written from weights that gave a non-finite loss
-        with self._evaluating() as model:
-            means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
-            for name in self._model_metrics:
-                means |= scalars(METRICS[name].compute(model, self.val_loader, self.device, self.t))
-            if self._image_metric_names:
-                means |= self._image_metrics(model)
-        self.last_val = {f"val/{k}": v for k, v in means.items()}
-        self.reporter.scalars(self.step, self.last_val)
-        if self.monitor is None:
-            return
-        name, mode = self.monitor
-        value = self.last_val.get(name)
-        if value is None:
-            raise GenlabError(f"trainer.monitor={name} is not among the validation metrics {sorted(self.last_val)}")
-        if self.best is None or (value < self.best["value"] if mode == "min" else value > self.best["value"]):
-            self.best = {"name": name, "value": value, "step": self.step}
-            self.save_checkpoint(best=True)
-
-    def _image_metrics(self, model) -> dict[str, float]:
-        """FID (and IS, KID, PR) of eval_samples samples against the reference images, whose
-        statistics are kept after the first evaluation (and cached on disk)."""
-        from genlab.metrics.classes import image_quality_for
-        from genlab.metrics.image_quality import model_source
-
-        inc, n = self.t.inception, int(self.t.eval_samples)
-        if self._image_quality is None:  # trainer.features: the Inception network, or a data set's classifier
-            self._image_quality = image_quality_for(self.t, self.device, model.sample_shape[-1], progress=False)
-        out = self._image_quality.compare(model_source(model, n, int(inc.batch_size)), self.image_reference, self._image_metric_names)
-        return {k: v for k, v in out.items() if not k.startswith("n_")}
 
     @contextlib.contextmanager
     def _stop_on_signals(self):
@@ -567,10 +473,8 @@ class Trainer:
 
         def handler(signum, frame):
             if self._signal is not None and signum == signal.SIGINT:
-                if self._writing:  # let the checkpoint write finish, then stop
-                    self._abort = True
-                    return
-                raise Interrupted
+                self.checkpoints.abort()  # at once, or right after the checkpoint write in progress
+                return
             self._signal = signum
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -2,7 +2,8 @@
 key, the value and what is allowed: the command line before Hydra creates a run directory
 (unknown keys with a "did you mean", `+key` additions nothing reads, unknown group options,
 a resume path that does not exist), and the composed config's values against a small schema
-(types and ranges of the keys users set), and options the chosen model would ignore."""
+(types and ranges of the keys users set), options the chosen model would ignore, and,
+once the model is built, trainer options it cannot honour (check_trainer_options)."""
 
 from __future__ import annotations
 
@@ -193,6 +194,36 @@ def check_applies(cfg: DictConfig, choices: dict, overrides: list[str]) -> None:
         touched = [o for o in overrides if o.lstrip("+~").startswith("loss.")]
         if touched:
             raise GenlabError(f"{touched[0]} does not apply to model={model}: it has no adversarial loss; drop it")
+
+
+def check_trainer_options(settings: DictConfig, model, dataset) -> None:
+    """Trainer options the built model cannot honour are refused before training starts: an
+    EMA of a model that keeps none, trainer.compile with a penalty that differentiates a
+    gradient, and eval metrics that do not apply to the model and its test split."""
+    name = type(model).__name__
+    if settings.get("ema_decay") and not model.ema_modules:
+        raise GenlabError(f"trainer.ema_decay={settings.ema_decay} does not apply: {name} keeps no EMA of its weights; drop it")
+    adversarial = getattr(model, "adversarial", None)
+    if settings.get("compile") and adversarial is not None and (adversarial.gp_weight or adversarial.r1_gamma):
+        which, key = ("gradient penalty", "gp_weight") if adversarial.gp_weight else ("R1 penalty", "r1_gamma")
+        raise GenlabError(f"trainer.compile=true cannot train with the {which}: it differentiates the discriminator's gradient "
+                          f"(double backward), which torch.compile does not support; drop trainer.compile or set loss.{key}=0")
+    metrics = list(settings.get("eval_metrics") or [])
+    if not metrics:
+        return
+    from genlab.metrics import METRICS, applies
+    from genlab.metrics.image_quality import IMAGE_METRICS
+    from genlab.models.base import SamplesPrior
+
+    applicable = [m for m, metric in METRICS.items() if applies(metric, model, dataset)]
+    for metric in metrics:
+        if metric not in IMAGE_METRICS and metric not in applicable:
+            needs = f" ({metric} needs {METRICS[metric].requires})" if metric in METRICS and METRICS[metric].requires else ""
+            raise GenlabError(f"trainer.eval_metrics has {metric!r}{needs}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
+    image_metrics = [m for m in metrics if m not in METRICS]
+    if image_metrics and not (isinstance(model, SamplesPrior) and model.samples_images):
+        raise GenlabError(f"trainer.eval_metrics={image_metrics} needs a model that samples images, which {name} "
+                          "does not; drop it (genlab eval computes FID of translation models per direction)")
 
 
 # -- the command line, before Hydra creates anything ---------------------------------------

@@ -329,14 +329,14 @@ def test_a_diverging_loss_is_warned_once(tmp_path, caplog):
 def test_second_ctrl_c_during_a_checkpoint_write_finishes_it_and_stops(tmp_path, monkeypatch):
     from genlab import trainer as trainer_module
 
-    real_write = trainer_module.atomic_write
+    real_write = checkpoint.atomic_write
 
     def interrupted_write(path, write):  # Ctrl-C twice while the bytes go to disk
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
         return real_write(path, write)
 
-    monkeypatch.setattr(trainer_module, "atomic_write", interrupted_write)
+    monkeypatch.setattr(checkpoint, "atomic_write", interrupted_write)
     cfg = ["model=ae", "trainer.max_steps=50", "trainer.ckpt_every=1", "trainer.eval_every=0", "trainer.sample_every=0", *QUIET]
     with pytest.raises(trainer_module.Aborted) as e:
         train.run(_cfg(cfg), run_dir=tmp_path)

@@ -103,7 +103,7 @@ def test_pix2pix_tests_in_train_mode_and_eval_leaves_the_model_as_it_was(make_cf
     buffers = [b.clone() for b in trainer.eval_model.buffers()]
     flags = [m.training for m in trainer.eval_model.modules()]
     trainer.eval_model.eval()  # as if it had been in eval mode: the test mode sets train mode, and afterwards eval again
-    with trainer._evaluating() as m:
+    with trainer.evaluator.evaluating(trainer.eval_model) as m:
         assert all(x.training for x in m.modules())
         m.translate(a)
     assert all(torch.equal(x, y) for x, y in zip(buffers, trainer.eval_model.buffers()))

@@ -186,7 +186,7 @@ def test_pr_features_and_vgg16_keys_are_checked_and_reach_the_trainers_image_met
     from types import SimpleNamespace
 
     from genlab.metrics import image_quality
-    from genlab.trainer import Trainer
+    from genlab.evaluator import Evaluator
     from genlab.validation import check_values
 
     with pytest.raises(GenlabError, match=r"^pr_features='vgg19' is not one of vgg16, inception$"):
@@ -206,9 +206,9 @@ def test_pr_features_and_vgg16_keys_are_checked_and_reach_the_trainers_image_met
 
     monkeypatch.setattr(image_quality, "ImageQuality", Recorder)
     monkeypatch.setattr(image_quality, "model_source", lambda *args: None)
-    trainer = SimpleNamespace(t=cfg.trainer, _image_quality=None, device=torch.device("cpu"), image_reference=None, _image_metric_names=["pr"])
+    evaluator = SimpleNamespace(settings=cfg.trainer, _image_quality=None, device=torch.device("cpu"), image_reference=None, image_metrics=["pr"])
     model = SimpleNamespace(sample_shape=(1, 32, 32))
-    assert Trainer._image_metrics(trainer, model=model) == {"precision": 0.5}
+    assert Evaluator._image_metrics(evaluator, model=model) == {"precision": 0.5}
     assert (built["pr_features"], built["pr_weights"], built["pr_download"], built["extractor"]) == ("inception", "/w/vgg16.pth", False, None)
 
 

@@ -80,9 +80,9 @@ def test_mode_coverage_is_a_validation_metric_that_best_pt_follows(make_cfg, tmp
     centers = mode_centers("ring8")
     trainer.eval_model.sample = lambda n, **cond: centers.repeat(n // 8 + 1, 1)[:n]
     trainer._validate()
-    assert {k: trainer.last_val[k] for k in ("val/modes_covered", "val/modes_total", "val/high_quality")} == {
+    assert {k: trainer.evaluator.last[k] for k in ("val/modes_covered", "val/modes_total", "val/high_quality")} == {
         "val/modes_covered": 8, "val/modes_total": 8, "val/high_quality": 1.0}
-    assert trainer.best == {"name": "val/modes_covered", "value": 8, "step": 0} and (tmp_path / "checkpoints" / "best.pt").is_file()
+    assert trainer.evaluator.best == {"name": "val/modes_covered", "value": 8, "step": 0} and (tmp_path / "checkpoints" / "best.pt").is_file()
 
 
 def test_a_metric_that_does_not_apply_is_refused(make_cfg, tmp_path):

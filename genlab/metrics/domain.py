@@ -178,7 +178,7 @@ def train_classifier(name: str, image_size: int = 32, overrides: list[str] = (),
     from omegaconf import OmegaConf
 
     meta = {"data": name, "image_size": image_size, "channels": int(cfg.data.channels), "num_classes": int(cfg.data.num_classes),
-            "test_accuracy": float(result["val"]["val/accuracy"]), "test_images": len(trainer.val_loader.dataset), "weights_sha256": sha,
+            "test_accuracy": float(result["val"]["val/accuracy"]), "test_images": len(trainer.evaluator.loader.dataset), "weights_sha256": sha,
             "net": OmegaConf.to_container(cfg.model.net, resolve=True),
             "training": {"recipe": recipe, "steps": int(result["step"]), "batch_size": int(cfg.data.batch_size), "optim": cfg.optim._target_,
                          "lr": float(cfg.optim.lr), "seed": int(cfg.trainer.seed), "device": str(trainer.device),
