@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 QUIET = ["trainer.progress_bar=false", "logger=jsonl"]
 
@@ -51,8 +52,6 @@ def test_train_then_sample_and_eval_from_its_checkpoint(tmp_path):
     samples = run / "samples" / "last"
     for name in ("recon.png", "prior.png", "interp.png", "interp.gif", "slerp.png", "traverse.png", "traverse.gif"):
         assert (samples / name).is_file(), out
-    from PIL import Image
-
     for png in (run / "samples" / "samples_0000030.png", samples / "recon.png", samples / "prior.png", samples / "traverse.png"):
         assert Image.open(png).mode == "L", png  # the digits are grey: so are their grids
 
@@ -65,10 +64,35 @@ def test_train_then_sample_and_eval_from_its_checkpoint(tmp_path):
     assert m["log_likelihood_iw10"] > m["elbo"] - 1.0 and m["psnr"] > 0
 
 
+SIDE = 32  # the digits' image size
+
+
+def grid_size(rows: int, cols: int) -> tuple[int, int]:
+    """(width, height) of a grid of digit-sized images with save_grid's 2-pixel padding."""
+    return cols * (SIDE + 2) + 2, rows * (SIDE + 2) + 2
+
+
+def grid_cells(grid: Image.Image, rows: int, cols: int) -> list[list[bytes]]:
+    """The pixels of each image of a grid, by row and column."""
+    return [[grid.crop((2 + c * (SIDE + 2), 2 + r * (SIDE + 2), 2 + c * (SIDE + 2) + SIDE, 2 + r * (SIDE + 2) + SIDE)).tobytes()
+             for c in range(cols)] for r in range(rows)]
+
+
 def test_denoising_autoencoder_samples_by_markov_chain(tmp_path):
     genlab("train", "model=dae", "trainer.max_steps=5", f"hydra.run.dir={tmp_path / 'run'}", *QUIET, cwd=tmp_path)
     genlab("sample", f"ckpt={tmp_path / 'run'}", "modes=[chain,prior]", "chain.steps=6", "chain.every=2", cwd=tmp_path)
-    assert {"chain.png", "chain.gif", "prior.png"} <= {p.name for p in (tmp_path / "run" / "samples" / "last").iterdir()}
+    samples = tmp_path / "run" / "samples" / "last"
+    assert {p.name for p in samples.iterdir()} == {"chain.png", "chain.gif", "prior.png"}
+    # chain.chains=8 rows of the states at steps 0, 2, 4, 6; n=64 prior samples in rows of ncol=8
+    chain = Image.open(samples / "chain.png")
+    assert (chain.size, chain.mode) == (grid_size(8, 4), "L")
+    for row in grid_cells(chain, 8, 4):
+        assert len(set(row)) == 4  # each snapshot of a chain differs from the others: the chain moves
+    prior = Image.open(samples / "prior.png")
+    assert (prior.size, prior.mode) == (grid_size(8, 8), "L")
+    # every state 0..6 as a frame of the 8 chains, then back (6 frames ... 1): 7 + 5 frames
+    gif = Image.open(samples / "chain.gif")
+    assert (gif.n_frames, gif.size) == (12, grid_size(1, 8))
 
 
 def test_multirun_sweep_gives_each_combination_its_run_dir(tmp_path):
@@ -95,11 +119,9 @@ def test_conditional_gan_trains_samples_classes_and_latent_tools(tmp_path):
            "arith.a=[1,2]", "arith.b=[3]", "arith.c=[4,5,6]", cwd=tmp_path)
     files = {p.name for p in (run / "samples" / "last").iterdir()}
     assert {"prior.png", "classes.png", "fixed_z.png", "interp.png", "slerp.png", "arith.png", "interp.gif"} <= files
-    from PIL import Image
-
     # labels=[3,3,7] gives three class rows of ncol=3 images of 32 px (2 px padding)
     classes = Image.open(run / "samples" / "last" / "classes.png")
-    assert classes.size == (3 * 34 + 2, 3 * 34 + 2) and classes.mode == "L"
+    assert (classes.size, classes.mode) == (grid_size(3, 3), "L")
 
 
 def test_gan_on_ring8_reports_mode_coverage(tmp_path):
@@ -109,7 +131,11 @@ def test_gan_on_ring8_reports_mode_coverage(tmp_path):
     record = json.loads((run / "checkpoints" / "last.eval.json").read_text())
     assert set(record["metrics"]) == {"modes_covered", "modes_total", "high_quality"} and record["metrics"]["modes_total"] == 8
     genlab("sample", f"ckpt={run}", "modes=[prior]", cwd=tmp_path)
-    assert (run / "samples" / "last" / "prior.png").is_file()
+    # one 256-px scatter plot: the data's density in green, the samples' in red, no blue
+    prior = Image.open(run / "samples" / "last" / "prior.png")
+    assert (prior.size, prior.mode) == ((256, 256), "RGB")
+    red, green, blue = (band.getextrema() for band in prior.split())
+    assert red[1] > 0 and green[1] > 0 and blue == (0, 0)
 
 
 def test_glo_trains_and_interpolates_between_training_images(tmp_path):
@@ -117,4 +143,8 @@ def test_glo_trains_and_interpolates_between_training_images(tmp_path):
     genlab("train", "experiment=glo_digits", "trainer.max_steps=3", "model.generator.base_channels=16", "model.fit_steps=2",
            f"hydra.run.dir={run}", *QUIET, cwd=tmp_path)
     genlab("sample", f"ckpt={run}", "modes=[prior,interp,arith]", "arith.a=[0]", "arith.b=[1]", "arith.c=[2]", cwd=tmp_path)
-    assert {"prior.png", "interp.png", "arith.png"} <= {p.name for p in (run / "samples" / "last").iterdir()}
+    samples = run / "samples" / "last"
+    assert {p.name for p in samples.iterdir()} == {"prior.png", "interp.png", "interp.gif", "arith.png"}
+    # n=64 samples in rows of 8; interp.pairs=8 rows of interp.steps=10; one row of a, b, c and a - b + c
+    sizes = {name: (Image.open(samples / name).size, Image.open(samples / name).mode) for name in ("prior.png", "interp.png", "arith.png")}
+    assert sizes == {"prior.png": (grid_size(8, 8), "L"), "interp.png": (grid_size(8, 10), "L"), "arith.png": (grid_size(1, 4), "L")}
