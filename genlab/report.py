@@ -2,7 +2,8 @@
 overrides that differ between the runs, the final and best value of every validation
 metric, steps, wall time, images/s, the checkpoint; a run that kept a key's default shows
 it), sorted by a metric, and apart from it the operational keys that differ (OPERATIONAL:
-cadences, workers, device, trackers; never plotted); printed, and
+cadences, workers, device, trackers; never plotted) and the per-class values (class_accuracy,
+ifid) of the runs' `genlab eval` records (checkpoints/*.eval.json); printed, and
 written as report.csv, report.md and report.html (offline: the sample grids of the runs
 side by side with their loss curves), with PNG plots next to them: every validation metric
 against step for all runs, and for a sweep the sort metric against each swept parameter.
@@ -313,6 +314,44 @@ def operational_table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[li
     return ["run", *keys], [[r.label, *(r.setting(k) for k in keys)] for r in _ranked(runs, sort)]
 
 
+def eval_tables(run: Run) -> dict[str, dict[str, list[float]]]:
+    """{record: {metric: [value per class]}} of the run's `genlab eval` records that hold
+    per-class tables (checkpoints/<checkpoint>.eval.json, its "per_class": class_accuracy,
+    ifid); record is the checkpoint's name (last, best, step_0001000)."""
+    tables = {}
+    for p in sorted((run.path / "checkpoints").glob("*.eval.json"), key=lambda p: _natural(p.name)):
+        try:
+            record = json.loads(p.read_text())
+        except (OSError, ValueError):  # cut short or not JSON: the other records still count
+            log.warning("%s: unreadable, skipped", p)
+            continue
+        if isinstance(record, dict) and record.get("per_class"):
+            tables[p.name.removesuffix(".eval.json")] = record["per_class"]
+    return tables
+
+
+def per_class_table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[list[str], list[list]]:
+    """The per-class values of the runs' eval records, a row per class and a column per metric
+    and run (runs in table()'s order; "<run>/<record>" for a run with several records); no
+    columns but "class" when no run has any."""
+    found = []  # (column label, {metric: [value per class]}) per record
+    for r in _ranked(runs, sort):
+        tables = eval_tables(r)
+        found += [(r.label if len(tables) == 1 else f"{r.label}/{name}", values) for name, values in tables.items()]
+    metrics = sorted({m for _, values in found for m in values})
+    cells = [(f"{m} {label}", values[m]) for m in metrics for label, values in found if m in values]
+    n = max((len(v) for _, v in cells), default=0)
+    return ["class", *(c for c, _ in cells)], [[k, *(v[k] if k < len(v) else None for _, v in cells)] for k in range(n)]
+
+
+def extra_tables(runs: list[Run], sort: tuple[str, str] | None) -> list[tuple[str, str, list[str], list[list]]]:
+    """The tables after the main one, those with something to show, each (key, title, columns,
+    rows): the operational keys that differ, the per-class values of the runs' eval records.
+    Printed, sections of the .md and .html, and <stem>_<key>.csv."""
+    tables = [("operational", OPERATIONAL_TITLE, *operational_table(runs, sort)), ("per_class", PER_CLASS_TITLE, *per_class_table(runs, sort))]
+    return [t for t in tables if len(t[2]) > 1]
+
+
 def _shown_path(p: Path) -> str:
     """Relative to the current directory when inside it, else absolute."""
     rel = os.path.relpath(p)
@@ -437,7 +476,7 @@ def write_report(runs: list[Run], out: Path, sort: tuple[str, str] | None = None
     order = {r.label: r for r in runs}
     ranked = [order[row[0]] for row in rows]
     diff, common = differing(runs)
-    op_columns, op_rows = operational_table(runs, sort)
+    extra = extra_tables(runs, sort)
 
     plots: dict[str, Path] = {}
     for name in val_metrics(runs):
@@ -452,21 +491,22 @@ def write_report(runs: list[Run], out: Path, sort: tuple[str, str] | None = None
 
     paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "html": out / f"{stem}.html"}
     atomic_write_text(paths["csv"], csv_text(columns, rows))
-    if len(op_columns) > 1:
-        paths["operational_csv"] = out / f"{stem}_operational.csv"
-        atomic_write_text(paths["operational_csv"], csv_text(op_columns, op_rows))
+    for key, _, extra_columns, extra_rows in extra:
+        paths[f"{key}_csv"] = out / f"{stem}_{key}.csv"
+        atomic_write_text(paths[f"{key}_csv"], csv_text(extra_columns, extra_rows))
     summary = _summary(runs, sort, common)
     md = ["# genlab report\n", summary + "\n", markdown_table(columns, rows) + "\n"]
-    if len(op_columns) > 1:
-        md += [f"## {OPERATIONAL_TITLE}\n", markdown_table(op_columns, op_rows) + "\n"]
+    for _, title, extra_columns, extra_rows in extra:
+        md += [f"## {title}\n", markdown_table(extra_columns, extra_rows) + "\n"]
     md += [f"![{title}]({p.name})\n" for title, p in plots.items()]
     md.append(f"Sample grids and loss curves of every run: [{paths['html'].name}]({paths['html'].name})\n")
     atomic_write_text(paths["md"], "\n".join(md))
-    atomic_write_text(paths["html"], _html(ranked, columns, rows, plots, summary, (op_columns, op_rows)))
+    atomic_write_text(paths["html"], _html(ranked, columns, rows, plots, summary, extra))
     return paths | {"plots": list(plots.values())}
 
 
 OPERATIONAL_TITLE = "Operational settings (not hyperparameters: no plots)"
+PER_CLASS_TITLE = "Per class (genlab eval records)"
 
 
 def _summary(runs: list[Run], sort, common: dict[str, str]) -> str:
@@ -505,12 +545,12 @@ def _html_table(columns: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _html(ranked: list[Run], columns: list[str], rows: list[list], plots: dict[str, Path], summary: str, operational=None) -> str:
+def _html(ranked: list[Run], columns: list[str], rows: list[list], plots: dict[str, Path], summary: str, extra=()) -> str:
     diff, _ = differing(ranked)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>genlab report</title><style>{CSS}</style></head><body>",
              f"<h1>genlab report</h1><p>{html.escape(summary)}</p>", _html_table(columns, rows)]
-    if operational and len(operational[0]) > 1:
-        parts.append(f"<h2>{html.escape(OPERATIONAL_TITLE)}</h2>" + _html_table(*operational))
+    for _, title, extra_columns, extra_rows in extra:
+        parts.append(f"<h2>{html.escape(title)}</h2>" + _html_table(extra_columns, extra_rows))
     if plots:
         parts.append("<h2>Plots</h2><div class='plots'>" + "".join(_img(p.read_bytes(), t) for t, p in plots.items()) + "</div>")
     parts.append("<h2>Runs</h2><div class='runs'>")
@@ -545,9 +585,8 @@ def main(argv: list[str]) -> int:
         return 2
     print(_summary(runs, sort, differing(runs)[1]))
     print(text_table(*table(runs, sort)))
-    op_columns, op_rows = operational_table(runs, sort)
-    if len(op_columns) > 1:
-        print(f"\n{OPERATIONAL_TITLE}:\n{text_table(op_columns, op_rows)}")
-    csvs = ", ".join(paths[k].name for k in ("csv", "operational_csv") if k in paths)
+    for _, title, extra_columns, extra_rows in extra_tables(runs, sort):
+        print(f"\n{title}:\n{text_table(extra_columns, extra_rows)}")
+    csvs = ", ".join(p.name for k, p in paths.items() if k.endswith("csv"))
     print(f"\nwrote {paths['md']}, {csvs}, {paths['html'].name} and {len(paths['plots'])} plot(s)")
     return 0

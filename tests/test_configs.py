@@ -33,9 +33,13 @@ def test_data_configs_compose_and_name_an_importable_dataset(name, make_cfg):
 
 @pytest.mark.parametrize("name", options("optim"))
 def test_optimizers_instantiate_on_a_parameter_group(name, make_cfg):
+    from omegaconf import OmegaConf
+
     cfg = make_cfg("train", [f"optim={name}"])
     opt = instantiate(cfg.optim)([torch.nn.Parameter(torch.zeros(3))])
-    assert isinstance(opt, torch.optim.Optimizer)
+    settings = {k: v for k, v in OmegaConf.to_container(cfg.optim).items() if not k.startswith("_")}
+    assert type(opt) is get_class(cfg.optim._target_) and "lr" in settings
+    assert {k: opt.defaults[k] for k in settings} == {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}  # each setting reaches it
 
 
 @pytest.mark.parametrize("name", options("scheduler"))
@@ -77,7 +81,7 @@ def test_logger_configs_name_known_sinks_and_give_each_its_options(name, make_cf
 def test_experiments_compose_and_build_their_model(name, make_cfg):
     cfg = make_cfg("train", [f"experiment={name}"], fast=False)
     model = build(cfg.model, "model")
-    assert sum(p.numel() for p in model.parameters()) > 0
+    assert type(model) is get_class(cfg.model._target_) and sum(p.numel() for p in model.parameters()) > 0
     assert get_class(cfg.data.dataset._target_)
 
 

@@ -6,9 +6,11 @@ trials by hand; these are the fast cases."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +21,8 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab import GenlabError, RunError, checkpoint, evaluate, sample, train
+from genlab import GenlabError, RunError, checkpoint, evaluate, export, sample, train
+from genlab import load as genlab_load
 from genlab.components import ALLOWED_TARGETS
 from genlab.validation import check_command_line
 
@@ -53,27 +56,43 @@ class RunsShell:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    """A genuine 2-step run whose checkpoint the crafted ones start from."""
+    """A genuine 2-step run, and its safetensors export, that the crafted ones start from."""
     run = tmp_path_factory.mktemp("trained")
     train.run(_cfg(["model=vae", *TINY]), run_dir=run)
+    export.run(_cfg([f"ckpt={run}", "format=safetensors", f"out={run / 'safetensors'}"], "export"))
     return run
 
 
 def _crafted(trained: Path, tmp_path: Path, kind: str) -> tuple[Path, Path]:
-    """(checkpoint, marker file the payload would create)."""
+    """(checkpoint, marker file the payload would create) of one of KINDS."""
     marker = tmp_path / f"marker_{kind}"
     touch = f"touch {marker}"
+    path = tmp_path / f"{kind}.pt"
+    if kind in ("not_a_zip", "torn_zip"):  # not a torch file at all; a zip cut short
+        path.write_bytes(b"garbage" if kind == "not_a_zip" else b"PK\x03\x04 not really a zip")
+        return path, marker
+    if kind == "foreign":  # a torch file of someone else's
+        torch.save({"weights": torch.zeros(2)}, path)
+        return path, marker
+    if kind == "safetensors_target":  # an export folder whose config.json names a foreign _target_
+        path = shutil.copytree(trained / "safetensors", tmp_path / kind)
+        config = json.loads((path / "config.json").read_text())
+        config["config"]["model"] = {"_target_": "os.system", "_args_": [touch]}
+        (path / "config.json").write_text(json.dumps(config))
+        return path, marker
     real, _ = checkpoint.load(trained)
     config = {k: v for k, v in real["config"].items()}
-    if kind == "pickle":  # code in the checkpoint's own pickle
-        path = tmp_path / "pickle.pt"
-        torch.save({"genlab_format": 1, "config": config, "payload": RunsShell(touch)}, path)
+    if kind in ("pickle", "global"):  # code in the checkpoint's own pickle; an import of a class that could run code
+        payload = RunsShell(touch) if kind == "pickle" else subprocess.Popen
+        torch.save({"genlab_format": 1, "config": config, "payload": payload}, path)
         return path, marker
     if kind == "torch_load":  # a second file, loaded with weights_only=False by a stored _target_
         evil = tmp_path / "evil.pkl"
         evil.write_bytes(pickle.dumps(RunsShell(touch)))
         config["model"] = {"_target_": "torch.load", "f": str(evil), "weights_only": False}
-    elif kind == "torch_os_system":
+    elif kind == "os_system":
+        config["model"] = {"_target_": "os.system", "_args_": [touch]}
+    elif kind == "torch_os_system":  # an allowed module's attribute path to a foreign function
         config["model"] = {"_target_": "torch.os.system", "_args_": [touch]}
     elif kind == "genlab_os_system":
         config["model"] = {"_target_": "genlab.checkpoint.os.system", "_args_": [touch]}
@@ -81,7 +100,6 @@ def _crafted(trained: Path, tmp_path: Path, kind: str) -> tuple[Path, Path]:
         config["data"] = {**config["data"], "dataset": {"_target_": "subprocess.call", "args": ["touch", str(marker)]}}
     elif kind == "interpolation":  # a resolver in a stored (always resolved) config
         config["model"] = {**config["model"], "latent_dim": "${oc.env:HOME}"}
-    path = tmp_path / f"{kind}.pt"
     torch.save({**real, "config": config}, path)
     return path, marker
 
@@ -93,18 +111,31 @@ def _cfg(overrides: list[str], name: str = "train"):
         return compose(config_name=name, overrides=overrides)
 
 
-KINDS = ["pickle", "torch_load", "torch_os_system", "genlab_os_system", "data_target", "interpolation"]
-MESSAGES = {
-    "pickle": "is corrupt or not a genlab checkpoint",
-    "torch_load": "refusing model._target_=torch.load from",
-    "torch_os_system": "refusing model._target_=torch.os.system from",
-    "genlab_os_system": "refusing model._target_=genlab.checkpoint.os.system from",
-    "data_target": "refusing data.dataset._target_=subprocess.call from",
-    "interpolation": "refusing model.latent_dim='${oc.env:HOME}' from",
+# the refusal of each kind, whole; a prefix (ending in "(") where torch's own error follows
+REFUSALS = {
+    "not_a_zip": "cannot read checkpoint {path}: it is corrupt or not a genlab checkpoint (",
+    "torn_zip": "cannot read checkpoint {path}: it is corrupt or not a genlab checkpoint (",
+    "foreign": "{path} is not a genlab checkpoint (no genlab_format key); pass a file written by genlab train",
+    "pickle": "cannot read checkpoint {path}: it is corrupt or not a genlab checkpoint (",
+    "global": "cannot read checkpoint {path}: it is corrupt or not a genlab checkpoint (",
+    "torch_load": "refusing model._target_=torch.load from {path}: not a genlab component",
+    "os_system": "refusing model._target_=os.system from {path}: not a genlab component",
+    "torch_os_system": "refusing model._target_=torch.os.system from {path}: not a genlab component",
+    "genlab_os_system": "refusing model._target_=genlab.checkpoint.os.system from {path}: not a genlab component",
+    "data_target": "refusing data.dataset._target_=subprocess.call from {path}: not a genlab component",
+    "interpolation": "refusing model.latent_dim='${{oc.env:HOME}}' from {path}: a stored config holds resolved values, not interpolations",
+    "safetensors_target": "refusing model._target_=os.system from {path}/config.json: not a genlab component",
 }
+KINDS = list(REFUSALS)
 
 
-@pytest.mark.parametrize("verb", ["train", "eval", "sample"])
+def assert_refused(message: str, kind: str, path: Path) -> None:
+    expected = REFUSALS[kind].format(path=path)
+    assert message.startswith(expected) if expected.endswith("(") else message == expected, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("verb", ["train", "eval", "sample", "load"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_crafted_checkpoints_run_nothing_through_any_verb(kind, verb, trained, tmp_path):
     path, marker = _crafted(trained, tmp_path, kind)
@@ -113,21 +144,23 @@ def test_crafted_checkpoints_run_nothing_through_any_verb(kind, verb, trained, t
             train.run(_cfg([f"resume={path}", *QUIET]), run_dir=tmp_path / "resumed", overrides=[])
         elif verb == "eval":
             evaluate.run(_cfg([f"ckpt={path}"], "eval"))
-        else:
+        elif verb == "sample":
             sample.run(_cfg([f"ckpt={path}"], "sample"))
-    assert MESSAGES[kind] in str(e.value) and "\n" not in str(e.value)
-    if kind not in ("pickle", "interpolation"):
-        assert str(e.value).endswith(": not a genlab component")
+        else:
+            genlab_load(path)
+    assert_refused(str(e.value), kind, path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("verb", ["train", "eval", "sample"])
-def test_crafted_checkpoint_gives_one_line_from_the_command_line(verb, trained, tmp_path):
-    path, marker = _crafted(trained, tmp_path, "torch_load")
+@pytest.mark.parametrize(("verb", "kind"), [("train", "torch_load"), ("eval", "torch_load"), ("sample", "torch_load"), ("eval", "not_a_zip")])
+def test_crafted_checkpoint_gives_one_line_from_the_command_line(verb, kind, trained, tmp_path):
+    path, marker = _crafted(trained, tmp_path, kind)
     args = {"train": ["train", f"resume={path}", *QUIET], "eval": ["eval", f"ckpt={path}"], "sample": ["sample", f"ckpt={path}"]}[verb]
     proc = genlab(*args, cwd=tmp_path)
     assert proc.returncode == 2
-    assert one_line_error(proc) == f"genlab: error: refusing model._target_=torch.load from {path}: not a genlab component"
+    line = one_line_error(proc)
+    assert line.startswith("genlab: error: ")
+    assert_refused(line.removeprefix("genlab: error: "), kind, path)
     assert not marker.exists()
 
 
@@ -170,6 +203,7 @@ def test_every_shipped_target_is_on_the_allow_list():
         (["+trainer.max_steps=3"], "trainer.max_steps is already a key of the train config; set it without the +"),
         (["~trainer.sed"], "cannot delete trainer.sed: not a key of the train config; did you mean trainer.seed?"),
         (["model=vea"], "model=vea is not an option of model (did you mean vae?); choose one of"),
+        (["model=nosuchmodel"], "model=nosuchmodel is not an option of model; choose one of"),  # nothing close: no guess
         (["model=vae", "loss=hinge"], "loss=hinge does not apply to model=vae"),
         (["model=ae", "loss.n_critic=5"], "loss.n_critic=5 does not apply to model=ae"),
         (["+optim_groups.main.lr=-1"], "optim_groups.main.lr=-1 is out of range"),
@@ -185,6 +219,35 @@ def test_bad_command_lines_are_refused_in_one_line(overrides, message):
     with pytest.raises(GenlabError) as e:
         check_command_line("train", overrides)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "data=image_folder", "data.dataset.root=/no/such/folder"], "data.dataset.root=/no/such/folder is not a folder; point it at a folder of images"),
+        (["train", "data=image_folder"], "data.dataset.root has no value; set it on the command line: data.dataset.root=..."),
+        (["train", "data=cifar10", "data.dataset.root=/no/such/root"],
+         "data set 'cifar10' is not under /no/such/root; run with data.dataset.download=true (needs internet), or put torchvision's CIFAR10 files there"),
+        (["train", "trainer.precision=fp16", "trainer.device=cpu"], "trainer.precision=fp16 needs a CUDA device; use trainer.precision=bf16 on CPU"),
+        (["train", "model=ae", "model.recon_loss=huber"], "model.recon_loss='huber' is not one of mse, bce, l1"),
+        (["train", "model.likelihood=poisson"], "model.likelihood='poisson' is not one of mse, bce, l1"),
+        (["eval", "ckpt=/no/such/run"], "no checkpoint at /no/such/run; pass a run directory (with checkpoints/last.pt) or a .pt file"),
+        (["sample"], "ckpt has no value; set it on the command line: ckpt=..."),
+    ],
+)
+def test_values_refused_after_composing_reach_the_command_line_as_one_line(args, message, tmp_path):
+    """What only the composed config, the data or the device can tell, through the real command."""
+    proc = genlab(*args, *(QUIET if args[0] == "train" else []), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert one_line_error(proc).startswith(f"genlab: error: {message}")
+
+
+def test_an_unknown_verb_names_the_verbs_and_prints_the_usage(tmp_path):
+    from genlab.cli import USAGE, VERBS
+
+    proc = genlab("frobnicate", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr == f"genlab: error: unknown verb 'frobnicate'; choose one of {', '.join(VERBS)}\n\n{USAGE}\n"
 
 
 def test_good_command_lines_pass(tmp_path):
@@ -303,14 +366,17 @@ def test_a_nan_names_a_checkpoint_whose_own_loss_was_finite(tmp_path):
            "trainer.eval_every=0", "trainer.sample_every=0", *QUIET]
     with pytest.raises(RunError, match=r"is (nan|inf) at step 1; there is no checkpoint yet; lower optim.lr or set trainer.grad_clip$"):
         train.run(_cfg([*cfg, "optim.lr=1e12"]), run_dir=tmp_path / "at_once")
-    cfg.append("optim.lr=10")  # diverges over a few steps: the weights of the last one are already beyond repair
-    with pytest.raises(RunError) as e:
-        train.run(_cfg(cfg), run_dir=tmp_path)
-    message = str(e.value)
-    failed = int(re.search(r"at step (\d+)", message).group(1))
-    named = re.search(r"the last good checkpoint (\S+) \(step (\d+)\) is intact", message)
-    assert named and Path(named.group(1)).is_file() and int(named.group(2)) == failed - 1, message
-    assert e.value.exit_code == 1 and "trainer.precision=32" not in message
+    # diverges over a few steps: the weights of the last one are already beyond repair. Through
+    # the command line: one line, exit code 1, and the fix (not trainer.precision=32: it already is)
+    proc = genlab("train", *cfg, "optim.lr=10", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 1
+    named = re.fullmatch(r"genlab: error: the loss of phase 'main' is (nan|inf) at step (\d+); the last good checkpoint (\S+) \(step (\d+)\) "
+                         r"is intact; lower optim.lr or set trainer.grad_clip", one_line_error(proc))
+    assert named, proc.stderr
+    failed, good, good_step = int(named.group(2)), named.group(3), int(named.group(4))
+    state, _ = checkpoint.load(good)
+    assert good_step == failed - 1 and state["step"] == good_step
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
     # resuming it reproduces the failure one step later, not at once: its own step's loss is finite
     with pytest.raises(RunError, match=f"at step {failed};"):
         train.run(_cfg([f"resume={tmp_path}", *QUIET]), run_dir=tmp_path, overrides=[])

@@ -15,8 +15,9 @@ from omegaconf import OmegaConf
 
 from genlab import GenlabError
 from genlab.images import save_grid
-from genlab.report import find_runs, operational_table, table, write_report
+from genlab.report import _fmt, find_runs, markdown_table, operational_table, per_class_table, table, text_table, write_report
 from genlab.report import main as report_main
+from test_domain_metrics import cache  # noqa: F401  (the fixture: a tiny digits classifier in a cache of its own)
 
 
 def make_run(path: Path, overrides: list[str], rows: list[dict], max_steps: int = 30, grid_seed: int | None = 0) -> Path:
@@ -107,7 +108,8 @@ def test_cli_prints_the_table_and_errors_in_one_line(sweep, tmp_path):
     lines = out.stdout.splitlines()
     assert "sorted by val/psnr (higher is better)" in lines[0]
     assert [line.split()[0] for line in lines[3:6]] == ["1", "0", "2"]
-    assert (tmp_path / "r" / "report.md").is_file()
+    md = (tmp_path / "r" / "report.md").read_text()  # --out: the files go there, sorted as printed
+    assert "sorted by val/psnr (higher is better)" in md and md.index("| 1 | 0.01 |") < md.index("| 0 | 0.001 |") < md.index("| 2 | 1e30 |")
     bad = subprocess.run([sys.executable, "-m", "genlab.cli", "report", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("genlab: error: no run directory") and len(bad.stderr.strip().splitlines()) == 1
 
@@ -228,3 +230,57 @@ def test_status_json_says_done_stopped_or_failed_and_keeps_the_resume_history(tm
     assert runstatus.read(failed)["state"] == "failed" and runstatus.read(failed)["reason"] == str(error.value)
     by_name = {r.path.name: r.status for r in find_runs([str(tmp_path)])}
     assert by_name == {"resumed": "done (resumed 1x)", "failed": f"failed: {error.value}"}
+
+
+@pytest.fixture(scope="module")
+def evaluated_cgans(cache, tmp_path_factory):
+    """Two 2-step conditional GANs on the digits (seeds 0 and 1), each evaluated by genlab eval
+    with class_accuracy and ifid on the tiny test classifier."""
+    from hydra import compose, initialize_config_module
+
+    from genlab import evaluate, train
+    from genlab.metrics import domain
+
+    root = tmp_path_factory.mktemp("cgans")
+    small = ["experiment=cgan_digits", "model.generator.base_channels=8", "model.discriminator.base_channels=8", "trainer.max_steps=2",
+             "trainer.sample_every=0", "trainer.ckpt_every=0", "data.batch_size=8", "logger=jsonl", "trainer.progress_bar=false"]
+    with pytest.MonkeyPatch.context() as mp, initialize_config_module(config_module="genlab.configs", version_base=None):
+        mp.setenv("GENLAB_CACHE", str(cache))
+        domain._domain_net.cache_clear()
+        for seed in (0, 1):
+            train.run(compose(config_name="train", overrides=[*small, f"trainer.seed={seed}"]), run_dir=root / f"seed{seed}")
+            evaluate.run(compose(config_name="eval", overrides=[f"ckpt={root / f'seed{seed}'}", "metrics=[class_accuracy,ifid]", "features=digits",
+                                                                 "class_samples=12", "device=cpu"]))
+        domain._domain_net.cache_clear()
+    return root
+
+
+def test_per_class_values_of_the_runs_eval_records_get_a_table_in_every_output(evaluated_cgans, capsys):
+    records = {name: json.loads((evaluated_cgans / name / "checkpoints" / "last.eval.json").read_text())["per_class"] for name in ("seed0", "seed1")}
+    assert all(set(r) == {"class_accuracy", "ifid"} and len(r["ifid"]) == len(r["class_accuracy"]) == 10 for r in records.values())
+    assert records["seed0"] != records["seed1"]  # the seeds train different generators
+    runs = find_runs([str(evaluated_cgans)])
+    columns, rows = per_class_table(runs, None)
+    metric_columns = [(m, name) for m in ("class_accuracy", "ifid") for name in ("seed0", "seed1")]
+    assert columns == ["class", *(f"{m} {name}" for m, name in metric_columns)]
+    assert rows == [[k, *(records[name][m][k] for m, name in metric_columns)] for k in range(10)]  # the JSON's floats, exactly
+
+    assert report_main([str(evaluated_cgans)]) == 0
+    out = capsys.readouterr().out
+    printed = out.split("Per class (genlab eval records):\n", 1)[1].split("\n\nwrote ", 1)[0]
+    assert printed == text_table(columns, rows) and printed.splitlines()[0].split() == ["class", *(c for m, name in metric_columns for c in (m, name))]
+    with open(evaluated_cgans / "report_per_class.csv") as f:
+        assert [[float(v) for v in row] for row in list(csv.reader(f))[1:]] == rows  # every digit the JSON has
+    assert "report_per_class.csv" in out.splitlines()[-1]
+    md = (evaluated_cgans / "report.md").read_text()
+    assert "## Per class (genlab eval records)\n\n" + markdown_table(columns, rows) in md
+    page = (evaluated_cgans / "report.html").read_text()
+    assert "<h2>Per class (genlab eval records)</h2><table><tr><th>class</th><th>class_accuracy seed0</th>" in page
+    for m, name in metric_columns:
+        assert all(f"<td>{_fmt(v)}</td>" in page for v in records[name][m])
+
+
+def test_runs_without_per_class_values_get_no_per_class_table(sweep):
+    assert per_class_table(find_runs([str(sweep)]), None) == (["class"], [])
+    paths = write_report(find_runs([str(sweep)]), sweep)
+    assert "per_class_csv" not in paths and "Per class" not in paths["md"].read_text() and "Per class" not in paths["html"].read_text()

@@ -174,8 +174,9 @@ def test_optuna_sweep_over_an_interval_maximises_the_elbo(tmp_path):
 
 
 @needs["joblib"]
-def test_joblib_sweep_runs_two_jobs_in_parallel_each_on_its_share_of_the_cores_and_writes_the_report(tmp_path):
+def test_joblib_sweep_runs_two_jobs_in_parallel_each_on_its_share_of_the_cores_and_writes_the_report(tmp_path, monkeypatch):
     from genlab.device import cores, thread_share
+    from genlab.report import find_runs, write_report
 
     sweep = tmp_path / "sweep"
     out = genlab("train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "optim.lr=1e-3,3e-3", "model=ae",
@@ -186,9 +187,16 @@ def test_joblib_sweep_runs_two_jobs_in_parallel_each_on_its_share_of_the_cores_a
         assert checkpoint.load(sweep / job)[0]["step"] == 4
         # joblib's workers get OMP_NUM_THREADS=cores // n_jobs; genlab says so and matches the data workers
         assert f"threads={share} (OMP_NUM_THREADS), data workers=0: {cores()} cores, 2 concurrent jobs (hydra.launcher.n_jobs=2)" in (sweep / job / "train.log").read_text()
-    for name in ("report.md", "report.csv", "report.html", "val_mse.png", "sweep_optim.lr.png"):
-        assert (sweep / name).is_file(), name
-    assert (sweep / "report.md").read_text().count("| done |") == 2
+    # the report of the finished runs, as genlab report gives it from the same directory
+    monkeypatch.chdir(tmp_path)
+    again = write_report(find_runs([str(sweep)]), tmp_path / "again")
+    for name in ("csv", "md"):
+        assert (sweep / again[name].name).read_text() == again[name].read_text(), name
+    assert (sweep / "report.md").read_text().count("| done |") == 2 and "<h1>genlab report</h1>" in (sweep / "report.html").read_text()
+    plots = {p.name for p in again["plots"]}
+    assert {p.name for p in sweep.glob("*.png")} == plots and {"val_mse.png", "sweep_optim.lr.png"} <= plots
+    for plot in again["plots"]:
+        assert (sweep / plot.name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot.name
 
 
 def start_sweep(sweep: Path, cwd: Path, env: dict) -> subprocess.Popen:
