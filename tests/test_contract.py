@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from genlab.config import build
-from genlab.models.base import GenerativeModel, Phase, SamplesPrior
+from genlab.models.base import GenerativeModel, SamplesPrior
+from genlab.models.phase import Phase
 from genlab.train import build_trainer
 
 # models that need a two-domain data set train on the offline one, at small sizes

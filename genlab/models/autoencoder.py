@@ -15,8 +15,8 @@ from genlab.losses.reconstruction import check_kind, output_to_image, reconstruc
 from genlab.losses.sparsity import KINDS as SPARSITY_KINDS
 from genlab.losses.sparsity import sparsity_penalty
 from genlab.metrics.reconstruction import per_image_mse, psnr
-from genlab.models.base import (DecodesLatents, GenerativeModel, MarkovChain, Phase, Reconstructs, SamplesPrior, check_unconditional,
-                                output_shape)
+from genlab.models.base import DecodesLatents, GenerativeModel, MarkovChain, Reconstructs, SamplesPrior, check_unconditional, output_shape
+from genlab.models.phase import Phase
 from genlab.nets.mlp import MLP
 
 CORRUPTIONS = ("gaussian", "mask", "salt_pepper")
