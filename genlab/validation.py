@@ -184,15 +184,21 @@ def check_values(cfg: DictConfig, verb: str) -> None:
 
 
 def check_applies(cfg: DictConfig, choices: dict, overrides: list[str]) -> None:
-    """Options the chosen model would silently ignore are refused."""
-    if "loss" not in cfg.model:
-        model = choices.get("model") or cfg.model.get("_target_", "this model").rsplit(".", 1)[-1]
-        if choices.get("loss") not in (None, "default"):
-            raise GenlabError(f"loss={choices['loss']} does not apply to model={model}: only adversarial models "
-                              "(gan, gan_mlp, cgan, pix2pix, cyclegan) use an adversarial loss; drop loss=")
-        touched = [o for o in overrides if o.lstrip("+~").startswith("loss.")]
-        if touched:
-            raise GenlabError(f"{touched[0]} does not apply to model={model}: it has no adversarial loss; drop it")
+    """Options the chosen model would silently ignore are refused: an adversarial loss for a
+    model whose class is no AdversarialModel."""
+    from genlab.config import adversarial_model_configs, model_class
+    from genlab.models.base import AdversarialModel
+
+    cls = model_class(cfg.model)
+    if cls is None or issubclass(cls, AdversarialModel):
+        return
+    model = choices.get("model") or cls.__name__
+    if choices.get("loss") not in (None, "default"):
+        raise GenlabError(f"loss={choices['loss']} does not apply to model={model}: only adversarial models "
+                          f"({', '.join(adversarial_model_configs())}) use an adversarial loss; drop loss=")
+    touched = [o for o in overrides if o.lstrip("+~").startswith("loss.")]
+    if touched:
+        raise GenlabError(f"{touched[0]} does not apply to model={model}: it has no adversarial loss; drop it")
 
 
 # -- the command line, before Hydra creates anything ---------------------------------------
