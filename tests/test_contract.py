@@ -7,16 +7,58 @@ import json
 
 import pytest
 import torch
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from genlab.config import build
+from genlab.config import build, model_class
 from genlab.models.base import GenerativeModel, SamplesPrior
 from genlab.models.phase import Phase
 from genlab.train import build_trainer
 
-# models that need a two-domain data set train on the offline one, at small sizes
-SETTINGS = {"pix2pix": ["experiment=pix2pix_digit_edges"], "cyclegan": ["experiment=cyclegan_digits2edges"]}
-MODELS = sorted(p.name.removesuffix(".yaml") for p in importlib.resources.files("genlab.configs").joinpath("model").iterdir() if p.name.endswith(".yaml"))
+MODEL_CONFIGS = importlib.resources.files("genlab.configs").joinpath("model")
+MODELS = sorted(p.name.removesuffix(".yaml") for p in MODEL_CONFIGS.iterdir() if p.name.endswith(".yaml"))
+# network sizes the small settings give wherever a model config sets them
+SMALL = {"base_channels": 8, "n_blocks": 1}
+
+
+def config_class(name: str) -> type:
+    """The class of configs/model/<name>.yaml."""
+    return model_class(yaml.safe_load(MODEL_CONFIGS.joinpath(f"{name}.yaml").read_text()))
+
+
+def settings(name: str) -> list[str]:
+    """model=<name> on data it trains on offline: its class's example_overrides (a two-domain
+    family's offline experiment)."""
+    return [f"model={name}", *config_class(name).example_overrides]
+
+
+def small_settings(make_cfg, name: str) -> list[str]:
+    """settings(name) with narrow networks: every base_channels and n_blocks that the composed
+    model config sets (not those that follow another by interpolation) made small."""
+    base = settings(name)
+    model = make_cfg("train", base).model
+    return [*base, *(f"model.{path}={SMALL[path.rsplit('.', 1)[-1]]}" for path in _literal_keys(model, SMALL))]
+
+
+def discriminator_norm_keys(name: str) -> list[str]:
+    """The config keys of the discriminators whose norm configs/model/<name>.yaml sets
+    (model.discriminator, model.discriminator_A; not one that follows another by interpolation)."""
+    model = OmegaConf.create(yaml.safe_load(MODEL_CONFIGS.joinpath(f"{name}.yaml").read_text()))
+    return [f"model.{path.rsplit('.', 1)[0]}" for path in _literal_keys(model, {"norm"}) if path.startswith("discriminator")]
+
+
+def _literal_keys(node: DictConfig, names, prefix: str = "") -> list[str]:
+    found = []
+    for key in node:
+        if OmegaConf.is_interpolation(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig):
+            found += _literal_keys(value, names, f"{prefix}{key}.")
+        elif key in names:
+            found.append(f"{prefix}{key}")
+    return found
 
 
 class TwoPlayer(GenerativeModel, SamplesPrior):
@@ -94,7 +136,7 @@ def check_phase_isolation(trainer, batch):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_honours_the_contract(name, make_cfg, tmp_path):
-    cfg = make_cfg("train", SETTINGS.get(name, [f"model={name}"]))
+    cfg = make_cfg("train", settings(name))
     torch.manual_seed(0)
     model = build(cfg.model, "model")
     trainer = make_trainer(cfg, model, tmp_path)

@@ -36,6 +36,15 @@ class GenerativeModel(nn.Module):
     ema_modules: tuple[str, ...] = ()
     #: metric watched for best.pt when trainer.monitor is not set: (name, "min" | "max"), or None
     monitor: tuple[str, str] | None = ("val/loss", "min")
+    #: what the family offers, as tests/test_capabilities.py checks against its capabilities for
+    #: every config in configs/model/: the `genlab sample` modes, and the `genlab eval` model
+    #: metrics it can be scored by on data that suits them (modes on the 2-D mixtures,
+    #: stacked_modes on a stacked set, class_accuracy on a labelled set)
+    claimed_modes: tuple[str, ...] = ()
+    claimed_metrics: tuple[str, ...] = ()
+    #: overrides that make a config of this family train offline, where the default data
+    #: (digits) does not suit it; the generic tests over configs/model/ start from them
+    example_overrides: tuple[str, ...] = ()
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"main": [p for p in self.parameters() if p.requires_grad]}

@@ -61,6 +61,9 @@ class CycleGAN(AdversarialModel, Translates):
     ema_modules = ()
     monitor = None
     directions = ("AtoB", "BtoA")
+    claimed_modes = ("translate",)
+    claimed_metrics = ("translation",)
+    example_overrides = ("experiment=cyclegan_digits2edges",)
     default_objective = LeastSquares
     d_scale = 0.5  # the reference's (real + fake) * 0.5
     generator_first = True

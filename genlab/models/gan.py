@@ -27,6 +27,8 @@ class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
 
     ema_modules = ("generator",)
     monitor = None
+    claimed_modes = ("prior", "interp", "slerp", "arith")
+    claimed_metrics = ("modes", "stacked_modes")
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, z_dim: int, num_classes: int = 0,
                  diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):
@@ -114,6 +116,9 @@ class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
 
 class ConditionalGAN(GAN, Conditional):
     """The conditional GAN (Mirza & Osindero 2014): G and D see the class label."""
+
+    claimed_modes = (*GAN.claimed_modes, "classes", "fixed_z")
+    claimed_metrics = (*GAN.claimed_metrics, "class_accuracy", "ifid")
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, z_dim: int, num_classes: int,
                  diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):

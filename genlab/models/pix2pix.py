@@ -31,6 +31,9 @@ class Pix2Pix(AdversarialModel, Translates):
     ema_modules = ("generator",)
     monitor = ("val/l1", "min")
     directions = ("AtoB",)
+    claimed_modes = ("translate",)
+    claimed_metrics = ("translation",)
+    example_overrides = ("experiment=pix2pix_digit_edges",)
     d_scale = 0.5  # the reference's "vanilla" GAN loss (loss=default: non-saturating), its D loss halved
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, lambda_l1: float = 100.0,
