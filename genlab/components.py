@@ -6,8 +6,10 @@ exact name, and only when it names:
   package's base (COMPONENT_BASES: the models, the adversarial component and its objectives,
   the networks, the data sets), so a new family or loss in genlab needs no entry here;
 - one of the functions and torch optimizers in NAMED;
-- a class the user's own code registered with `register` (a model family, objective,
-  network or data set of their own).
+- a class of the user's own (a model family, objective, network or data set) that their code
+  registered with `register`, or that an installed package of theirs declares under the
+  `genlab.components` entry point group (`FlatGAN = "mypkg.models:FlatGAN"`), which is how
+  the CLI's eval, sample, export and resume read such a run back.
 
 Nothing is trusted by prefix: genlab.checkpoint.os.system, torch.load, a helper class of a
 genlab module that is not a component, or an unregistered class of the user's are refused
@@ -81,18 +83,26 @@ def _derived() -> frozenset[str]:
     return frozenset(names)
 
 
+@functools.cache
+def _declared() -> frozenset[str]:
+    """The classes installed packages declare under the genlab.components entry point group, by name (nothing is imported)."""
+    from importlib.metadata import entry_points
+
+    return frozenset(ep.value.replace(":", ".") for ep in entry_points(group="genlab.components"))
+
+
 class AllowList(Set):
     """The targets a stored config may build, as a set: `target in ALLOWED_TARGETS` imports at
     most the one genlab component module the name points into; iterating lists them all."""
 
     def __contains__(self, target) -> bool:
-        return isinstance(target, str) and (target in NAMED or target in _registered or _is_component(target))
+        return isinstance(target, str) and (target in NAMED or target in _registered or target in _declared() or _is_component(target))
 
     def __iter__(self):
-        return iter(sorted(NAMED | _registered | _derived()))
+        return iter(sorted(NAMED | _registered | _declared() | _derived()))
 
     def __len__(self) -> int:
-        return len(NAMED | _registered | _derived())
+        return len(NAMED | _registered | _declared() | _derived())
 
     @classmethod
     def _from_iterable(cls, it: Iterable) -> frozenset:

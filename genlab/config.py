@@ -55,12 +55,14 @@ def applied_choices(choices: dict) -> dict:
 def model_class(model_cfg) -> type | None:
     """The class a model config's _target_ names; None where it names none that imports
     (building the model then says why in one line)."""
-    from hydra.utils import get_class
+    import importlib
 
-    try:
-        return get_class(str(model_cfg.get("_target_")))
+    module, _, name = str(model_cfg.get("_target_")).rpartition(".")
+    try:  # not hydra.utils.get_class: it logs an error of its own before raising
+        cls = getattr(importlib.import_module(module), name)
     except Exception:
         return None
+    return cls if isinstance(cls, type) else None
 
 
 def adversarial_model_configs() -> list[str]:

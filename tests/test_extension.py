@@ -182,3 +182,35 @@ def test_register_takes_component_classes_only(monkeypatch):
         with pytest.raises(GenlabError, match=r"^genlab.components.register takes classes defined at module level that derive from genlab.models.base.GenerativeModel"):
             register(thing)
     assert not components._registered
+
+
+def test_the_cli_trains_an_extension_on_the_search_path_and_reads_it_back_once_a_package_declares_it(extension, tmp_path):
+    """From the command line: hydra.searchpath adds the folders' options; eval, sample and resume
+    read the run back once an installed package lists the classes under the genlab.components
+    entry point group (here a dist-info folder on PYTHONPATH), and refuse it in one line before."""
+    import os
+    import subprocess
+    import sys
+
+    from test_cli import QUIET
+
+    from pathlib import Path
+
+    root = Path(genlab.__file__).resolve().parent.parent  # the genlab under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "code"), str(root), os.environ.get("PYTHONPATH", "")])}
+
+    def genlab_cli(*args):
+        return subprocess.run([sys.executable, "-m", "genlab.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+    run_dir = tmp_path / "cli_run"
+    proc = genlab_cli("train", *extension, *TINY, *QUIET, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    proc = genlab_cli("sample", f"ckpt={run_dir}", "modes=[prior]", "n=4")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"genlab: error: refusing model._target_=throwaway_family.FlatGAN from {run_dir / 'checkpoints' / 'last.pt'}: not a genlab component"
+    dist = tmp_path / "code" / "throwaway_family-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-family\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[genlab.components]\nFlatGAN = throwaway_family:FlatGAN\nSquaredHinge = throwaway_family:SquaredHinge\n")
+    proc = genlab_cli("sample", f"ckpt={run_dir}", "modes=[prior]", "n=4")
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "samples" / "last" / "prior.png").is_file()
