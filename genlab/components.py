@@ -75,12 +75,8 @@ def _is_component(target: str) -> bool:
 
 @functools.cache
 def _derived() -> frozenset[str]:
-    names = set()
-    for module in _component_modules():
-        for name, obj in vars(importlib.import_module(module)).items():
-            if isinstance(obj, type) and obj.__module__ == module and _is_component(f"{module}.{name}"):
-                names.add(f"{module}.{name}")
-    return frozenset(names)
+    return frozenset(f"{module}.{name}" for module in _component_modules() for name in list(vars(importlib.import_module(module)))
+                     if _is_component(f"{module}.{name}"))
 
 
 @functools.cache

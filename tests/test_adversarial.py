@@ -59,7 +59,7 @@ def test_each_family_keeps_its_references_objective_scale_and_phase_order():
 
 
 def train_two_steps(make_cfg, tmp_path, model: str, overrides: list[str]):
-    cfg = make_cfg("train", [*small_settings(make_cfg, model), *overrides, *TINY])
+    cfg = make_cfg("train", [*small_settings(model), *overrides, *TINY])
     net = build(cfg.model, "model")
     trainer = build_trainer(cfg, net, tmp_path)
     trainer.fit()
@@ -118,7 +118,7 @@ def test_every_adversarial_model_trains_with_every_loss(model, loss, make_cfg, t
 def test_diffaugment_reaches_every_discriminator_input(model, make_cfg, tmp_path):
     """With cutout, everything each discriminator sees in a training step (real and fake, in
     both phases) has a zeroed square; pix2pix's input and output halves share it."""
-    cfg = make_cfg("train", [*small_settings(make_cfg, model), "model.diffaugment=[cutout]", *TINY])
+    cfg = make_cfg("train", [*small_settings(model), "model.diffaugment=[cutout]", *TINY])
     net = build(cfg.model, "model")
     seen = []
     for D in net.discriminators():
@@ -142,21 +142,21 @@ def test_diffaugment_is_refused_where_it_cannot_apply(make_cfg):
     cfg = make_cfg("train", ["model=gan", "model.diffaugment=[colour]"])
     with pytest.raises(GenlabError, match="model.diffaugment has 'colour'; choose from color, translation, cutout"):
         build(cfg.model, "model")
-    cfg = make_cfg("train", [*small_settings(make_cfg, "cyclegan"), "model.gan=false", "model.diffaugment=[color]"])
+    cfg = make_cfg("train", [*small_settings("cyclegan"), "model.gan=false", "model.diffaugment=[color]"])
     with pytest.raises(GenlabError, match="trains no discriminator for model.diffaugment"):
         build(cfg.model, "model")
 
 
 def test_a_loss_the_cycle_only_ablation_cannot_use_is_refused(make_cfg):
-    cfg = make_cfg("train", [*small_settings(make_cfg, "cyclegan"), "model.gan=false", "loss=hinge"])
+    cfg = make_cfg("train", [*small_settings("cyclegan"), "model.gan=false", "loss=hinge"])
     with pytest.raises(GenlabError, match=r"model.gan=false \(the cycle-only ablation\) trains no discriminator, so loss= has nothing to apply to"):
         build(cfg.model, "model")
-    assert [p.name for p in build(make_cfg("train", [*small_settings(make_cfg, "cyclegan"), "model.gan=false"]).model, "model").phases] == ["g"]
+    assert [p.name for p in build(make_cfg("train", [*small_settings("cyclegan"), "model.gan=false"]).model, "model").phases] == ["g"]
 
 
 @pytest.mark.parametrize(("model", "key"), [(m, keys[0]) for m in MODELS if (keys := discriminator_norm_keys(m))])
 def test_penalties_refuse_a_batch_norm_discriminator_naming_its_key(model, key, make_cfg):
-    cfg = make_cfg("train", [*small_settings(make_cfg, model), "loss=wgan_gp", f"{key}.norm=batch"])
+    cfg = make_cfg("train", [*small_settings(model), "loss=wgan_gp", f"{key}.norm=batch"])
     with pytest.raises(GenlabError, match=rf"gradient penalty \(loss.gp_weight\) needs a discriminator without batch norm.*set {key}.norm=layer"):
         build(cfg.model, "model")
 

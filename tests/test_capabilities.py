@@ -16,7 +16,7 @@ from genlab.models.base import DecodesLatents, Reconstructs
 
 @pytest.mark.parametrize("name", MODELS)
 def test_each_model_supports_exactly_what_it_claims_and_each_claim_runs(name, make_cfg, tmp_path):
-    train_cfg = make_cfg("train", small_settings(make_cfg, name))
+    train_cfg = make_cfg("train", small_settings(name))
     torch.manual_seed(0)
     model = build(train_cfg.model, "model").eval()
     loader = eval_loader(train_cfg.data, "test", batch_size=16)

@@ -2,6 +2,7 @@
 own parameter group; the trainer runs multi-optimizer schedules (n_critic repeats, lazy
 phases, ctx shared between phases) for models beyond the autoencoders."""
 
+import functools
 import importlib.resources
 import json
 
@@ -33,12 +34,16 @@ def settings(name: str) -> list[str]:
     return [f"model={name}", *config_class(name).example_overrides]
 
 
-def small_settings(make_cfg, name: str) -> list[str]:
+@functools.cache
+def small_settings(name: str) -> tuple[str, ...]:
     """settings(name) with narrow networks: every base_channels and n_blocks that the composed
     model config sets (not those that follow another by interpolation) made small."""
+    from hydra import compose, initialize_config_module
+
     base = settings(name)
-    model = make_cfg("train", base).model
-    return [*base, *(f"model.{path}={SMALL[path.rsplit('.', 1)[-1]]}" for path in _literal_keys(model, SMALL))]
+    with initialize_config_module(config_module="genlab.configs", version_base=None):
+        model = compose(config_name="train", overrides=base).model
+    return (*base, *(f"model.{path}={SMALL[path.rsplit('.', 1)[-1]]}" for path in _literal_keys(model, SMALL)))
 
 
 def discriminator_norm_keys(name: str) -> list[str]:
