@@ -52,6 +52,37 @@ def applied_choices(choices: dict) -> dict:
     return {k: v for k, v in choices.items() if k != "experiment_loss"}
 
 
+def model_class(model_cfg) -> type | None:
+    """The class a model config's _target_ names; None where it names none that imports
+    (building the model then says why in one line)."""
+    import importlib
+
+    module, _, name = str(model_cfg.get("_target_")).rpartition(".")
+    try:  # not hydra.utils.get_class: it logs an error of its own before raising
+        cls = getattr(importlib.import_module(module), name)
+    except Exception:
+        return None
+    return cls if isinstance(cls, type) else None
+
+
+def adversarial_model_configs() -> list[str]:
+    """The shipped model configs (configs/model/) whose class is an AdversarialModel: the
+    families loss= applies to, read from the configs and their classes."""
+    from importlib.resources import files
+
+    import yaml
+
+    from genlab.models.base import AdversarialModel
+
+    names = []
+    for p in sorted(files("genlab.configs").joinpath("model").iterdir(), key=lambda p: p.name):
+        if p.name.endswith(".yaml"):
+            cls = model_class(yaml.safe_load(p.read_text()))
+            if cls is not None and issubclass(cls, AdversarialModel):
+                names.append(p.name.removesuffix(".yaml"))
+    return names
+
+
 def build(node: DictConfig, what: str, **kwargs):
     """hydra.utils.instantiate, with a GenlabError raised inside surfacing as itself and any
     other failure as one line naming the config node."""

@@ -185,15 +185,21 @@ def check_values(cfg: DictConfig, verb: str) -> None:
 
 
 def check_applies(cfg: DictConfig, choices: dict, overrides: list[str]) -> None:
-    """Options the chosen model would silently ignore are refused."""
-    if "loss" not in cfg.model:
-        model = choices.get("model") or cfg.model.get("_target_", "this model").rsplit(".", 1)[-1]
-        if choices.get("loss") not in (None, "default"):
-            raise GenlabError(f"loss={choices['loss']} does not apply to model={model}: only adversarial models "
-                              "(gan, gan_mlp, cgan, pix2pix, cyclegan) use an adversarial loss; drop loss=")
-        touched = [o for o in overrides if o.lstrip("+~").startswith("loss.")]
-        if touched:
-            raise GenlabError(f"{touched[0]} does not apply to model={model}: it has no adversarial loss; drop it")
+    """Options the chosen model would silently ignore are refused: an adversarial loss for a
+    model whose class is no AdversarialModel."""
+    from genlab.config import adversarial_model_configs, model_class
+    from genlab.models.base import AdversarialModel
+
+    cls = model_class(cfg.model)
+    if cls is None or issubclass(cls, AdversarialModel):
+        return
+    model = choices.get("model") or cls.__name__
+    if choices.get("loss") not in (None, "default"):
+        raise GenlabError(f"loss={choices['loss']} does not apply to model={model}: only adversarial models "
+                          f"({', '.join(adversarial_model_configs())}) use an adversarial loss; drop loss=")
+    touched = [o for o in overrides if o.lstrip("+~").startswith("loss.")]
+    if touched:
+        raise GenlabError(f"{touched[0]} does not apply to model={model}: it has no adversarial loss; drop it")
 
 
 def check_trainer_options(settings: DictConfig, model, dataset) -> None:
@@ -230,7 +236,8 @@ def check_trainer_options(settings: DictConfig, model, dataset) -> None:
 def check_command_line(verb: str, overrides: list[str], multirun: bool = False) -> None:
     """Refuse, in one line, what Hydra would reject with a multi-line message or accept and
     then ignore: unknown group options and keys (with the nearest real key), `+key` additions
-    that nothing reads, a resume= path with no checkpoint; and, for a single run, bad values."""
+    that nothing reads, a resume= path with no checkpoint; and, for a single run, bad values.
+    A `hydra.searchpath=[...]` on the command line adds its folders' options, as it does for Hydra."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -242,7 +249,8 @@ def check_command_line(verb: str, overrides: list[str], multirun: bool = False) 
     except HydraException as e:
         raise GenlabError(f"cannot parse the command line: {_first_line(e)}") from None
     with initialize_config_module(config_module="genlab.configs", version_base=None):
-        loader = GlobalHydra.instance().config_loader()
+        searchpath = [o.input_line for o in parsed if o.key_or_group == "hydra.searchpath"]
+        loader = _Options(GlobalHydra.instance().config_loader(), verb, searchpath)
         groups = set(loader.list_groups(""))
         group_overrides, key_overrides = [], []
         for o in parsed:
@@ -254,7 +262,7 @@ def check_command_line(verb: str, overrides: list[str], multirun: bool = False) 
             elif not key.startswith("hydra."):
                 key_overrides.append(o)
         try:
-            base = compose(config_name=verb, overrides=group_overrides, return_hydra_config=True)
+            base = compose(config_name=verb, overrides=[*searchpath, *group_overrides], return_hydra_config=True)
         except HydraException as e:
             raise GenlabError(_first_line(e)) from None
         choices = dict(base.hydra.runtime.choices)
@@ -277,13 +285,29 @@ def check_command_line(verb: str, overrides: list[str], multirun: bool = False) 
         if multirun:
             return  # each job's values are checked when it runs
         try:
-            cfg = compose(config_name=verb, overrides=[o.input_line for o in parsed if not o.key_or_group.startswith("hydra")])
+            cfg = compose(config_name=verb, overrides=[*searchpath, *(o.input_line for o in parsed if not o.key_or_group.startswith("hydra"))])
         except HydraException as e:
             raise GenlabError(_first_line(e)) from None
         check_values(cfg, verb)
         check_resolves(cfg, choices, loader)
     if verb == "train":
         check_applies(cfg, choices, overrides)
+
+
+class _Options:
+    """The config groups and options Hydra's loader gives for the verb's config, with the
+    folders of the command line's hydra.searchpath."""
+
+    def __init__(self, loader, verb: str, searchpath: list[str]):
+        self.loader, self.verb, self.searchpath = loader, verb, searchpath
+
+    def list_groups(self, parent: str) -> list[str]:
+        from hydra.core.object_type import ObjectType
+
+        return self.loader.get_group_options(parent, ObjectType.GROUP, self.verb, self.searchpath)
+
+    def get_group_options(self, group: str) -> list[str]:
+        return self.loader.get_group_options(group, config_name=self.verb, overrides=self.searchpath)
 
 
 def _listed(o) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from importlib.resources import files
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -23,7 +24,8 @@ from genlab.device import select_device
 from genlab.data.loading import eval_loader
 from genlab.metrics import mode_metrics
 
-LOSSES = ["minimax", "nonsat", "feature_matching", "wgan", "wgan_gp", "hinge", "lsgan", "r1", "ragan", "rahinge"]
+# every objective in configs/loss/ (default is the model's own: non-saturating for gan_mlp, a repeat of nonsat)
+LOSSES = sorted(p.name.removesuffix(".yaml") for p in files("genlab.configs").joinpath("loss").iterdir() if p.name.endswith(".yaml") and p.name != "default.yaml")
 
 
 def main() -> None:

@@ -8,40 +8,58 @@ import math
 
 import pytest
 import torch
+import yaml
 from omegaconf import OmegaConf
+from test_contract import MODELS as MODEL_CONFIGS
+from test_contract import config_class, discriminator_norm_keys, small_settings
 from torch import nn
 
 from genlab import GenlabError
-from genlab.config import build
-from genlab.losses.adversarial import AdversarialLoss, Critic, FeatureMatching, NonSaturating, RelativisticAverage, RelativisticHinge, Wasserstein
+from genlab.config import adversarial_model_configs, build
+from genlab.losses.adversarial import (AdversarialLoss, Critic, FeatureMatching, LeastSquares, NonSaturating, Objective, RelativisticAverage,
+                                       RelativisticHinge, Wasserstein)
 from genlab.losses.diffaugment import DiffAugment, cutout, translation
-from genlab.models.base import AdversarialModel
+from genlab.models.base import AdversarialModel, Translates
+from genlab.models.cyclegan import CycleGAN
+from genlab.models.gan import GAN
+from genlab.models.pix2pix import Pix2Pix
 from genlab.nets.translation import PatchDiscriminator
 from genlab.train import build_trainer
 
-LOSSES = sorted(p.name.removesuffix(".yaml") for p in importlib.resources.files("genlab.configs").joinpath("loss").iterdir() if p.name.endswith(".yaml"))
+LOSS_CONFIGS = importlib.resources.files("genlab.configs").joinpath("loss")
+LOSSES = sorted(p.name.removesuffix(".yaml") for p in LOSS_CONFIGS.iterdir() if p.name.endswith(".yaml"))
 TINY = ["trainer.max_steps=2", "trainer.eval_batches=1", "trainer.sample_every=0", "trainer.eval_every=0", "trainer.ckpt_every=0", "data.batch_size=4"]
-# every adversarial model at a size that trains in a fraction of a second, and the key of its
-# discriminator's norm (the penalties need one without batch statistics)
-MODELS = {
-    "gan": (["model=gan", "model.generator.base_channels=8", "model.discriminator.base_channels=8"], "model.discriminator"),
-    "gan_mlp": (["model=gan_mlp"], None),
-    "cgan": (["model=cgan", "model.generator.base_channels=8", "model.discriminator.base_channels=8"], "model.discriminator"),
-    "pix2pix": (["experiment=pix2pix_digit_edges", "model.generator.base_channels=8", "model.discriminator.base_channels=8"], "model.discriminator"),
-    "cyclegan": (["experiment=cyclegan_digits2edges", "model.generator_AB.base_channels=8", "model.generator_AB.n_blocks=1",
-                  "model.discriminator_A.base_channels=8"], "model.discriminator_A"),
-}
-TRANSLATION = {"pix2pix", "cyclegan"}
+# every adversarial model config (its class an AdversarialModel), each at the small sizes of
+# test_contract.small_settings, which trains in a fraction of a second
+MODELS = adversarial_model_configs()
 
 
-def test_every_adversarial_model_config_is_covered():
-    configs = importlib.resources.files("genlab.configs").joinpath("model")
-    adversarial = {p.name.removesuffix(".yaml") for p in configs.iterdir() if p.name.endswith(".yaml") and "\nloss: ${loss}" in p.read_text()}
-    assert adversarial == set(MODELS)
+def test_a_model_config_takes_a_loss_exactly_when_its_class_is_adversarial():
+    for name in MODEL_CONFIGS:
+        node = yaml.safe_load(importlib.resources.files("genlab.configs").joinpath("model", f"{name}.yaml").read_text())
+        assert (node.get("loss") == "${loss}") == issubclass(config_class(name), AdversarialModel), name
+    assert {"gan", "gan_mlp", "cgan", "pix2pix", "cyclegan"} <= set(MODELS)
+
+
+def test_every_objective_has_a_loss_config():
+    """A new Objective in genlab is reachable as loss=<name> (and then trains with every model, below)."""
+    used = {(yaml.safe_load(LOSS_CONFIGS.joinpath(f"{name}.yaml").read_text()).get("objective") or {}).get("_target_") for name in LOSSES}
+    defined = {f"{c.__module__}.{c.__qualname__}" for c in _subclasses(Objective) if c.__module__.startswith("genlab.")}
+    assert defined and defined <= used, sorted(defined - used)
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {s for c in cls.__subclasses__() for s in {c, *_subclasses(c)}}
+
+
+def test_each_family_keeps_its_references_objective_scale_and_phase_order():
+    assert (GAN.default_objective, GAN.d_scale, GAN.generator_first) == (NonSaturating, 1.0, False)
+    assert (Pix2Pix.default_objective, Pix2Pix.d_scale, Pix2Pix.generator_first) == (NonSaturating, 0.5, False)  # D first, as the reference
+    assert (CycleGAN.default_objective, CycleGAN.d_scale, CycleGAN.generator_first) == (LeastSquares, 0.5, True)
 
 
 def train_two_steps(make_cfg, tmp_path, model: str, overrides: list[str]):
-    cfg = make_cfg("train", [*MODELS[model][0], *overrides, *TINY])
+    cfg = make_cfg("train", [*small_settings(model), *overrides, *TINY])
     net = build(cfg.model, "model")
     trainer = build_trainer(cfg, net, tmp_path)
     trainer.fit()
@@ -56,25 +74,27 @@ def optimizer_steps(trainer, group: str) -> int:
 @pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("model", sorted(MODELS))
 def test_every_adversarial_model_trains_with_every_loss(model, loss, make_cfg, tmp_path):
-    norm_key = MODELS[model][1]
     penalised = loss in ("wgan_gp", "r1")
-    cfg, net, trainer, logged = train_two_steps(make_cfg, tmp_path, model, [f"loss={loss}", *([f"{norm_key}.norm=layer"] if penalised and norm_key else [])])
+    norms = [f"{key}.norm=layer" for key in discriminator_norm_keys(model)] if penalised else []
+    cfg, net, trainer, logged = train_two_steps(make_cfg, tmp_path, model, [f"loss={loss}", *norms])
     spec = OmegaConf.to_container(cfg.loss)
     assert isinstance(net, AdversarialModel) and isinstance(net.adversarial, AdversarialLoss)
     # the schedule the loss asks for: critic repeats, a lazy R1 phase, the family's order
     d = [("d", spec["n_critic"], 1)] + ([("d_reg", 1, spec["r1_every"])] if spec["r1_gamma"] and spec["r1_every"] > 1 else [])
-    expected = [("g", 1, 1), *d] if model == "cyclegan" else [*d, ("g", 1, 1)]  # pix2pix: D first, as the reference
+    expected = [("g", 1, 1), *d] if net.generator_first else [*d, ("g", 1, 1)]
     assert [(p.name, p.repeats, p.every) for p in net.phases] == expected
     lazy_steps = 1 if len(d) == 2 else 0  # step 0 of 2 runs the lazy phase
     assert optimizer_steps(trainer, "d") == 2 * spec["n_critic"] + lazy_steps and optimizer_steps(trainer, "g") == 2
-    own = "LeastSquares" if model == "cyclegan" else "NonSaturating"  # the model's paper objective unless one is chosen
+    own = net.default_objective.__name__  # the model's paper objective unless one is chosen
     assert type(net.adversarial.objective).__name__ == (spec["objective"]["_target_"].rsplit(".", 1)[-1] if spec["objective"] else own)
     keys = set().union(*logged)
-    suffixes = ["_A", "_B"] if model == "cyclegan" else [""]
+    # one discriminator logs d_real, several d_real_A, d_real_B, ...
+    suffixes = sorted(k.removeprefix("train/d/d_real") for k in keys if k.startswith("train/d/d_real"))
+    assert len(suffixes) == len(net.discriminators())
     # the penalty is in the loss the critic minimises: Wasserstein's d = E C(G(z)) - E C(x)
     if spec["gp_weight"]:
         row = next(r for r in logged if any(k.startswith("train/d/gp") for k in r))
-        d_scale = 0.5 if model in TRANSLATION else 1.0  # pix2pix and CycleGAN halve (real + fake), as their reference
+        d_scale = 0.5 if isinstance(net, Translates) else 1.0  # pix2pix and CycleGAN halve (real + fake), as their reference
         for s in suffixes:
             d_loss = d_scale * (row[f"train/d/d_fake{s}"] - row[f"train/d/d_real{s}"]) + 10.0 * row[f"train/d/gp{s}"]
             assert row[f"train/d/{'d' + s if s else 'loss'}"] == pytest.approx(d_loss, rel=1e-4, abs=1e-5)
@@ -94,11 +114,11 @@ def test_every_adversarial_model_trains_with_every_loss(model, loss, make_cfg, t
     assert all(math.isfinite(v) for r in logged for k, v in r.items() if k.startswith("train/"))
 
 
-@pytest.mark.parametrize("model", sorted(set(MODELS) - {"gan_mlp"}))  # on 2-D points it is refused (below)
+@pytest.mark.parametrize("model", MODELS)
 def test_diffaugment_reaches_every_discriminator_input(model, make_cfg, tmp_path):
     """With cutout, everything each discriminator sees in a training step (real and fake, in
     both phases) has a zeroed square; pix2pix's input and output halves share it."""
-    cfg = make_cfg("train", [*MODELS[model][0], "model.diffaugment=[cutout]", *TINY])
+    cfg = make_cfg("train", [*small_settings(model), "model.diffaugment=[cutout]", *TINY])
     net = build(cfg.model, "model")
     seen = []
     for D in net.discriminators():
@@ -122,21 +142,21 @@ def test_diffaugment_is_refused_where_it_cannot_apply(make_cfg):
     cfg = make_cfg("train", ["model=gan", "model.diffaugment=[colour]"])
     with pytest.raises(GenlabError, match="model.diffaugment has 'colour'; choose from color, translation, cutout"):
         build(cfg.model, "model")
-    cfg = make_cfg("train", [*MODELS["cyclegan"][0], "model.gan=false", "model.diffaugment=[color]"])
+    cfg = make_cfg("train", [*small_settings("cyclegan"), "model.gan=false", "model.diffaugment=[color]"])
     with pytest.raises(GenlabError, match="trains no discriminator for model.diffaugment"):
         build(cfg.model, "model")
 
 
 def test_a_loss_the_cycle_only_ablation_cannot_use_is_refused(make_cfg):
-    cfg = make_cfg("train", [*MODELS["cyclegan"][0], "model.gan=false", "loss=hinge"])
+    cfg = make_cfg("train", [*small_settings("cyclegan"), "model.gan=false", "loss=hinge"])
     with pytest.raises(GenlabError, match=r"model.gan=false \(the cycle-only ablation\) trains no discriminator, so loss= has nothing to apply to"):
         build(cfg.model, "model")
-    assert [p.name for p in build(make_cfg("train", [*MODELS["cyclegan"][0], "model.gan=false"]).model, "model").phases] == ["g"]
+    assert [p.name for p in build(make_cfg("train", [*small_settings("cyclegan"), "model.gan=false"]).model, "model").phases] == ["g"]
 
 
-@pytest.mark.parametrize(("model", "key"), [("gan", "model.discriminator"), ("pix2pix", "model.discriminator"), ("cyclegan", "model.discriminator_A")])
+@pytest.mark.parametrize(("model", "key"), [(m, keys[0]) for m in MODELS if (keys := discriminator_norm_keys(m))])
 def test_penalties_refuse_a_batch_norm_discriminator_naming_its_key(model, key, make_cfg):
-    cfg = make_cfg("train", [*MODELS[model][0], "loss=wgan_gp", f"{key}.norm=batch"])
+    cfg = make_cfg("train", [*small_settings(model), "loss=wgan_gp", f"{key}.norm=batch"])
     with pytest.raises(GenlabError, match=rf"gradient penalty \(loss.gp_weight\) needs a discriminator without batch norm.*set {key}.norm=layer"):
         build(cfg.model, "model")
 

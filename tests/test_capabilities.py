@@ -1,11 +1,11 @@
-"""Every model config declares the capabilities that `genlab sample` modes and `genlab eval`
-metrics need (genlab/models/base.py), and each mode and metric it claims really runs on it."""
-
-import importlib.resources
+"""Every model class declares what `genlab sample` modes and `genlab eval` metrics it offers
+(`claimed_modes`, `claimed_metrics`); for every config in configs/model/ its capabilities
+(genlab/models/base.py) give exactly those, and each claimed mode really runs on it."""
 
 import pytest
 import torch
 from omegaconf import open_dict
+from test_contract import MODELS, small_settings
 
 from genlab import GenlabError, sample
 from genlab.config import build
@@ -13,42 +13,18 @@ from genlab.data.loading import eval_loader
 from genlab.metrics import METRICS, applies
 from genlab.models.base import DecodesLatents, Reconstructs
 
-SETTINGS = {"pix2pix": ["experiment=pix2pix_digit_edges"], "cyclegan": ["experiment=cyclegan_digits2edges"], "gan_mlp": ["experiment=gan_ring8"]}
-LATENT = ["interp", "slerp", "arith"]
-# what each model config claims: its sample modes and its model metrics
-CLAIMS = {
-    "ae": (["recon", *LATENT], ["recon"]),
-    "linear_ae": (["recon", *LATENT], ["recon"]),
-    "sparse_ae": (["recon", *LATENT], ["recon"]),
-    "conv_ae": (["recon", *LATENT], ["recon"]),
-    "stacked_ae": (["recon", *LATENT], ["recon"]),
-    "dae": (["recon", "prior", *LATENT, "chain"], ["recon"]),
-    "vae": (["recon", "prior", *LATENT, "traverse"], ["recon", "nll"]),
-    "conv_vae": (["recon", "prior", *LATENT, "traverse"], ["recon", "nll"]),
-    "gan": (["prior", *LATENT], []),
-    "gan_mlp": (["prior", *LATENT], ["modes"]),
-    "cgan": (["prior", *LATENT, "classes", "fixed_z"], ["class_accuracy", "ifid"]),
-    "classifier": ([], []),
-    "glo": (["prior", *LATENT], []),
-    "pix2pix": (["translate"], ["translation"]),
-    "cyclegan": (["translate"], ["translation"]),
-}
-MODELS = sorted(p.name.removesuffix(".yaml") for p in importlib.resources.files("genlab.configs").joinpath("model").iterdir() if p.name.endswith(".yaml"))
-
-
-def test_every_model_config_has_its_claims_written_down():
-    assert sorted(CLAIMS) == MODELS
-
 
 @pytest.mark.parametrize("name", MODELS)
 def test_each_model_supports_exactly_what_it_claims_and_each_claim_runs(name, make_cfg, tmp_path):
-    modes, metrics = CLAIMS[name]
-    train_cfg = make_cfg("train", SETTINGS.get(name, [f"model={name}"]) + [f"model.{k}=8" for k in _small(name)])
+    train_cfg = make_cfg("train", small_settings(name))
     torch.manual_seed(0)
     model = build(train_cfg.model, "model").eval()
     loader = eval_loader(train_cfg.data, "test", batch_size=16)
-    assert sample.supported_modes(model) == modes
-    assert [m for m, metric in METRICS.items() if applies(metric, model, loader.dataset)] == metrics
+    modes, metrics = type(model).claimed_modes, type(model).claimed_metrics
+    assert set(sample.supported_modes(model)) == set(modes) and len(modes) == len(set(modes))
+    # the model's side of each metric: its capabilities; the data's side decides the rest
+    assert {m for m, metric in METRICS.items() if all(isinstance(model, c) for c in metric.needs)} == set(metrics)
+    assert {m for m, metric in METRICS.items() if applies(metric, model, loader.dataset)} <= set(metrics)
     cfg = make_cfg("sample", ["ckpt=unused", "n=4", "ncol=2", "interp.pairs=2", "interp.steps=3", "traverse.dims=2", "traverse.steps=3",
                               "chain.chains=2", "chain.steps=2", "chain.every=1", "gif=false", "arith.a=[0]", "arith.b=[1]", "arith.c=[2,3]"])
     with open_dict(cfg):
@@ -61,11 +37,13 @@ def test_each_model_supports_exactly_what_it_claims_and_each_claim_runs(name, ma
             assert files and all(f.is_file() for f in files), mode
 
 
-def _small(name: str) -> list[str]:
-    """Narrow networks, so that the test is quick."""
-    return {"gan": ["generator.base_channels", "discriminator.base_channels"], "cgan": ["generator.base_channels", "discriminator.base_channels"],
-            "glo": ["generator.base_channels"], "pix2pix": ["generator.base_channels", "discriminator.base_channels"],
-            "cyclegan": ["generator_AB.base_channels", "discriminator_A.base_channels"]}.get(name, [])
+@pytest.mark.parametrize(("overrides", "metrics"), [(["experiment=gan_ring8"], ["modes"]), (["model=cgan"], ["class_accuracy", "ifid"]),
+                                                     (["model=vae"], ["recon", "nll"])])
+def test_the_data_decides_which_claimed_metrics_apply(overrides, metrics, make_cfg):
+    train_cfg = make_cfg("train", overrides)
+    model = build(train_cfg.model, "model")
+    dataset = eval_loader(train_cfg.data, "test", batch_size=16).dataset
+    assert [m for m, metric in METRICS.items() if applies(metric, model, dataset)] == metrics
 
 
 def test_capabilities_are_declared_not_sniffed():

@@ -2,20 +2,68 @@
 own parameter group; the trainer runs multi-optimizer schedules (n_critic repeats, lazy
 phases, ctx shared between phases) for models beyond the autoencoders."""
 
+import functools
 import importlib.resources
 import json
 
 import pytest
 import torch
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from genlab.config import build
-from genlab.models.base import GenerativeModel, Phase, SamplesPrior
+from genlab.config import build, model_class
+from genlab.models.base import GenerativeModel, SamplesPrior
+from genlab.models.phase import Phase
 from genlab.train import build_trainer
 
-# models that need a two-domain data set train on the offline one, at small sizes
-SETTINGS = {"pix2pix": ["experiment=pix2pix_digit_edges"], "cyclegan": ["experiment=cyclegan_digits2edges"]}
-MODELS = sorted(p.name.removesuffix(".yaml") for p in importlib.resources.files("genlab.configs").joinpath("model").iterdir() if p.name.endswith(".yaml"))
+MODEL_CONFIGS = importlib.resources.files("genlab.configs").joinpath("model")
+MODELS = sorted(p.name.removesuffix(".yaml") for p in MODEL_CONFIGS.iterdir() if p.name.endswith(".yaml"))
+# network sizes the small settings give wherever a model config sets them
+SMALL = {"base_channels": 8, "n_blocks": 1}
+
+
+def config_class(name: str) -> type:
+    """The class of configs/model/<name>.yaml."""
+    return model_class(yaml.safe_load(MODEL_CONFIGS.joinpath(f"{name}.yaml").read_text()))
+
+
+def settings(name: str) -> list[str]:
+    """model=<name> on data it trains on offline: its class's example_overrides (a two-domain
+    family's offline experiment)."""
+    return [f"model={name}", *config_class(name).example_overrides]
+
+
+@functools.cache
+def small_settings(name: str) -> tuple[str, ...]:
+    """settings(name) with narrow networks: every base_channels and n_blocks that the composed
+    model config sets (not those that follow another by interpolation) made small."""
+    from hydra import compose, initialize_config_module
+
+    base = settings(name)
+    with initialize_config_module(config_module="genlab.configs", version_base=None):
+        model = compose(config_name="train", overrides=base).model
+    return (*base, *(f"model.{path}={SMALL[path.rsplit('.', 1)[-1]]}" for path in _literal_keys(model, SMALL)))
+
+
+def discriminator_norm_keys(name: str) -> list[str]:
+    """The config keys of the discriminators whose norm configs/model/<name>.yaml sets
+    (model.discriminator, model.discriminator_A; not one that follows another by interpolation)."""
+    model = OmegaConf.create(yaml.safe_load(MODEL_CONFIGS.joinpath(f"{name}.yaml").read_text()))
+    return [f"model.{path.rsplit('.', 1)[0]}" for path in _literal_keys(model, {"norm"}) if path.startswith("discriminator")]
+
+
+def _literal_keys(node: DictConfig, names, prefix: str = "") -> list[str]:
+    found = []
+    for key in node:
+        if OmegaConf.is_interpolation(node, key):
+            continue
+        value = node[key]
+        if isinstance(value, DictConfig):
+            found += _literal_keys(value, names, f"{prefix}{key}.")
+        elif key in names:
+            found.append(f"{prefix}{key}")
+    return found
 
 
 class TwoPlayer(GenerativeModel, SamplesPrior):
@@ -93,7 +141,7 @@ def check_phase_isolation(trainer, batch):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_every_model_honours_the_contract(name, make_cfg, tmp_path):
-    cfg = make_cfg("train", SETTINGS.get(name, [f"model={name}"]))
+    cfg = make_cfg("train", settings(name))
     torch.manual_seed(0)
     model = build(cfg.model, "model")
     trainer = make_trainer(cfg, model, tmp_path)

@@ -17,10 +17,11 @@ from genlab.losses.adversarial import AdversarialLoss
 from genlab.losses.penalties import grad_scaler, gradient_penalty, r1_penalty
 from genlab.models.base import in_test_mode
 from genlab.train import build_trainer
-from test_adversarial import MODELS, TINY, optimizer_steps
+from test_adversarial import TINY, optimizer_steps
+from test_contract import small_settings
 
-CYCLE = [*MODELS["cyclegan"][0], "model.pool_size=0", *TINY]
-PIX = [*MODELS["pix2pix"][0], "data.image_size=64", "model.generator.num_downs=6", *TINY]  # 6 halvings: one dropout block
+CYCLE = [*small_settings("cyclegan"), "model.pool_size=0", *TINY]
+PIX = [*small_settings("pix2pix"), "data.image_size=64", "model.generator.num_downs=6", *TINY]  # 6 halvings: one dropout block
 
 
 def _batch(net, cfg, n=4):
@@ -180,7 +181,7 @@ def test_wgan_critic_schedule_is_the_reference_main(make_cfg, tmp_path):
     assert [loss.critic_steps(g) for g in range(2000)] == [reference(g) for g in range(2000)]
     assert make_cfg("train", ["experiment=wgan"]).loss.critic_burst == 100
     assert make_cfg("train", ["experiment=wgan_gp"]).loss.critic_burst is None
-    cfg = make_cfg("train", [*MODELS["gan"][0], "loss=wgan", "loss.critic_burst=3", "loss.critic_burst_steps=1", *TINY])
+    cfg = make_cfg("train", [*small_settings("gan"), "loss=wgan", "loss.critic_burst=3", "loss.critic_burst_steps=1", *TINY])
     trainer = build_trainer(cfg, build(cfg.model, "model"), tmp_path)
     trainer.fit()
     assert optimizer_steps(trainer, "d") == 3 + 5 and optimizer_steps(trainer, "g") == 2
@@ -189,7 +190,7 @@ def test_wgan_critic_schedule_is_the_reference_main(make_cfg, tmp_path):
 def test_lazy_r1_corrects_the_discriminators_adam_as_stylegan2(make_cfg, tmp_path):
     """StyleGAN2 (Appendix B; stylegan2-ada's training_loop.py, mb_ratio = interval / (interval + 1)):
     lr * mb_ratio and betas ** mb_ratio for the lazily regularised network only."""
-    base = [*MODELS["gan"][0], "loss=r1", "model.discriminator.norm=layer", "optim.lr=2e-3", "optim.betas=[0.0,0.99]", *TINY]
+    base = [*small_settings("gan"), "loss=r1", "model.discriminator.norm=layer", "optim.lr=2e-3", "optim.betas=[0.0,0.99]", *TINY]
     for extra, c in (([], 16 / 17), (["loss.lazy_adam_correction=false"], 1.0)):
         cfg = make_cfg("train", [*base, *extra])
         trainer = build_trainer(cfg, build(cfg.model, "model"), tmp_path)

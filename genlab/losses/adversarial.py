@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from genlab import GenlabError
 from genlab.losses.diffaugment import DiffAugment
 from genlab.losses.penalties import gradient_penalty, r1_penalty
-from genlab.models.base import Phase
+from genlab.models.phase import Phase
 
 
 class Critic:

@@ -15,8 +15,8 @@ from genlab.losses.reconstruction import check_kind, output_to_image, reconstruc
 from genlab.losses.sparsity import KINDS as SPARSITY_KINDS
 from genlab.losses.sparsity import sparsity_penalty
 from genlab.metrics.reconstruction import per_image_mse, psnr
-from genlab.models.base import (DecodesLatents, GenerativeModel, MarkovChain, Phase, Reconstructs, SamplesPrior, check_unconditional,
-                                output_shape)
+from genlab.models.base import DecodesLatents, GenerativeModel, MarkovChain, Reconstructs, SamplesPrior, check_unconditional, output_shape
+from genlab.models.phase import Phase
 from genlab.nets.mlp import MLP
 
 CORRUPTIONS = ("gaussian", "mask", "salt_pepper")
@@ -48,6 +48,8 @@ class Autoencoder(GenerativeModel, Reconstructs, DecodesLatents):
 
     ema_modules = ("encoder", "decoder")
     monitor = ("val/mse", "min")
+    claimed_modes = ("recon", "interp", "slerp", "arith")
+    claimed_metrics = ("recon",)
     latents_from_images = True
     has_latent_prior = False
 
@@ -164,6 +166,9 @@ class DenoisingAutoencoder(Autoencoder, SamplesPrior, MarkovChain):
     corrupt/denoise Markov chain from noise (Bengio et al. 2013).
 
     corruption: {kind: gaussian | mask | salt_pepper, level}."""
+
+    claimed_modes = ("recon", "prior", "interp", "slerp", "arith", "chain")
+    claimed_metrics = ("recon", "modes", "stacked_modes")
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, int, int], corruption: dict,
                  chain_steps: int = 100, **kwargs):

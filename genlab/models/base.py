@@ -4,45 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from genlab import GenlabError
-
-if TYPE_CHECKING:
-    from genlab.losses.adversarial import AdversarialLoss
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One optimisation phase of a training step.
-
-    name: "main", "d", "g", "d_reg", ...; optimizer: key into `param_groups()`;
-    every: run on steps where step % every == 0 (lazy R1: 16); repeats: run k times per
-    step, each repeat after the first on a fresh batch (WGAN n_critic: 5), or a function of
-    the step giving k (WGAN's 100 critic steps early on and every 500th step);
-    start/stop: the half-open range of steps in which the phase runs (greedy layer-wise
-    pretraining runs one phase per layer, one after the other).
-    """
-
-    name: str
-    optimizer: str
-    every: int = 1
-    repeats: int | Callable[[int], int] = 1
-    start: int = 0
-    stop: int | None = None
-
-    def repeats_at(self, step: int) -> int:
-        return self.repeats(step) if callable(self.repeats) else self.repeats
-
-    def active(self, step: int) -> bool:
-        in_range = step >= self.start and (self.stop is None or step < self.stop)
-        return in_range and step % self.every == 0
-
+from genlab.losses.adversarial import AdversarialLoss, NonSaturating, Objective
+from genlab.models.phase import Phase
 
 TEST_MODES = ("train", "eval")
 
@@ -67,6 +36,15 @@ class GenerativeModel(nn.Module):
     ema_modules: tuple[str, ...] = ()
     #: metric watched for best.pt when trainer.monitor is not set: (name, "min" | "max"), or None
     monitor: tuple[str, str] | None = ("val/loss", "min")
+    #: what the family offers, as tests/test_capabilities.py checks against its capabilities for
+    #: every config in configs/model/: the `genlab sample` modes, and the `genlab eval` model
+    #: metrics it can be scored by on data that suits them (modes on the 2-D mixtures,
+    #: stacked_modes on a stacked set, class_accuracy on a labelled set)
+    claimed_modes: tuple[str, ...] = ()
+    claimed_metrics: tuple[str, ...] = ()
+    #: overrides that make a config of this family train offline, where the default data
+    #: (digits) does not suit it; the generic tests over configs/model/ start from them
+    example_overrides: tuple[str, ...] = ()
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"main": [p for p in self.parameters() if p.requires_grad]}
@@ -95,12 +73,34 @@ class GenerativeModel(nn.Module):
 
 
 class AdversarialModel(GenerativeModel):
-    """An adversarial family (GAN, conditional GAN, pix2pix, CycleGAN): it holds the
-    adversarial component built from the loss config (`self.adversarial`, which gives its
-    discriminator phases, losses and penalties) and names its discriminators, on which the
-    component's after-step hook (WGAN clipping) runs after every critic step."""
+    """An adversarial family (GAN, conditional GAN, pix2pix, CycleGAN, or one of a user's):
+    it holds the adversarial component built from the loss config (`self.adversarial`, which
+    gives its discriminator phases, losses and penalties) and names its discriminators, on
+    which the component's after-step hook (WGAN clipping) runs after every critic step.
+
+    A family declares its reference's choices as class attributes, and `__init__` does the
+    set-up every family shares: the component bound to the family's default objective
+    (loss=default), its DiffAugment policy and the scale of its discriminator loss; the
+    discriminators checked against the penalties; the phases, in the family's order."""
 
     adversarial: AdversarialLoss
+    #: the objective of loss=default: the family's paper objective
+    default_objective: type[Objective] = NonSaturating
+    #: what the objective's discriminator loss is multiplied by (pix2pix and CycleGAN: 0.5, their reference's (real + fake) * 0.5)
+    d_scale: float = 1.0
+    #: phase g before d (CycleGAN: its discriminators score the fakes g leaves in ctx); else d first
+    generator_first: bool = False
+
+    def __init__(self, loss: AdversarialLoss | dict, diffaugment: str | Sequence[str] | None = None, test_mode: str | None = None,
+                 **discriminators: nn.Module):
+        """loss: the configs/loss/ entry; discriminators: each discriminator by its config key
+        (discriminator=net is model.discriminator), named in the penalties' refusals."""
+        super().__init__()
+        if test_mode is not None:
+            self.test_mode = check_test_mode(test_mode)
+        self.adversarial = AdversarialLoss.of(loss).bind(self.default_objective(), diffaugment, d_scale=self.d_scale)
+        self.adversarial.check_discriminators(**{f"model.{key}": net for key, net in discriminators.items()})
+        self.phases = self.adversarial.phases(generator_first=self.generator_first)
 
     def discriminators(self) -> tuple[nn.Module, ...]:
         raise NotImplementedError

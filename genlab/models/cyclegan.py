@@ -16,7 +16,8 @@ from torch import Tensor, nn
 from genlab import GenlabError
 from genlab.images import interleave_rows, match_channels
 from genlab.losses.adversarial import AdversarialLoss, LeastSquares
-from genlab.models.base import AdversarialModel, Phase, Translates, check_direction
+from genlab.models.base import AdversarialModel, Translates, check_direction
+from genlab.models.phase import Phase
 
 
 class ImagePool(nn.Module):
@@ -60,21 +61,26 @@ class CycleGAN(AdversarialModel, Translates):
     ema_modules = ()
     monitor = None
     directions = ("AtoB", "BtoA")
+    claimed_modes = ("translate",)
+    claimed_metrics = ("translation",)
+    example_overrides = ("experiment=cyclegan_digits2edges",)
+    default_objective = LeastSquares
+    d_scale = 0.5  # the reference's (real + fake) * 0.5
+    generator_first = True
 
     def __init__(self, generator_AB: nn.Module, generator_BA: nn.Module, discriminator_A: nn.Module, discriminator_B: nn.Module,
                  loss: AdversarialLoss | dict, lambda_cycle: float = 10.0, lambda_identity: float = 0.5, pool_size: int = 50,
                  gan: bool = True, cycle_forward: bool = True, cycle_backward: bool = True, diffaugment: str | Sequence[str] | None = None):
-        super().__init__()
-        self.G, self.F = generator_AB, generator_BA
-        self.D_A, self.D_B = discriminator_A, discriminator_B
         loss = AdversarialLoss.of(loss)
         if not gan and not loss.is_default:
             raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator, so loss= has nothing to apply to; drop loss= and loss.*")
         if not gan and diffaugment:
             raise GenlabError("model.gan=false (the cycle-only ablation) trains no discriminator for model.diffaugment to augment; drop it")
-        self.adversarial = loss.bind(LeastSquares(), diffaugment, d_scale=0.5)  # the reference's (real + fake) * 0.5
-        self.adversarial.check_discriminators(**{"model.discriminator_A": discriminator_A, "model.discriminator_B": discriminator_B})
-        self.phases = self.adversarial.phases(generator_first=True) if gan else (Phase("g", "g"),)
+        super().__init__(loss, diffaugment, discriminator_A=discriminator_A, discriminator_B=discriminator_B)
+        if not gan:
+            self.phases = (Phase("g", "g"),)
+        self.G, self.F = generator_AB, generator_BA
+        self.D_A, self.D_B = discriminator_A, discriminator_B
         self.lambda_cycle, self.lambda_identity = lambda_cycle, lambda_identity
         self.use_gan, self.cycle_forward, self.cycle_backward = gan, cycle_forward, cycle_backward
         self.pool_A, self.pool_B = ImagePool(pool_size), ImagePool(pool_size)

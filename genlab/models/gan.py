@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from genlab import GenlabError
 from genlab.images import scatter_image
-from genlab.losses.adversarial import AdversarialLoss, NonSaturating
-from genlab.models.base import AdversarialModel, Conditional, DecodesLatents, SamplesPrior, check_test_mode, check_unconditional, output_shape
+from genlab.losses.adversarial import AdversarialLoss
+from genlab.models.base import AdversarialModel, Conditional, DecodesLatents, SamplesPrior, check_unconditional, output_shape
 
 
 class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
@@ -27,20 +27,18 @@ class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
 
     ema_modules = ("generator",)
     monitor = None
+    claimed_modes = ("prior", "interp", "slerp", "arith")
+    claimed_metrics = ("modes", "stacked_modes")
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, z_dim: int, num_classes: int = 0,
                  diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):
-        super().__init__()
-        self.test_mode = check_test_mode(test_mode)
-        self.generator, self.discriminator = generator, discriminator
-        self.z_dim, self.latent_dim, self.num_classes = z_dim, z_dim, num_classes
         if num_classes and not isinstance(self, Conditional):
             raise GenlabError(f"num_classes={num_classes} makes it the conditional GAN: use model=cgan (genlab.models.gan.ConditionalGAN)")
-        self.adversarial = AdversarialLoss.of(loss).bind(NonSaturating(), diffaugment)
-        self.adversarial.check_discriminators(**{"model.discriminator": discriminator})
+        super().__init__(loss, diffaugment, test_mode, discriminator=discriminator)
+        self.generator, self.discriminator = generator, discriminator
+        self.z_dim, self.latent_dim, self.num_classes = z_dim, z_dim, num_classes
         if self.adversarial.augment is not None and len(self.sample_shape) != 3:
             raise GenlabError(f"model.diffaugment augments images; this model makes samples of shape {self.sample_shape}; drop it")
-        self.phases = self.adversarial.phases()
 
     def param_groups(self):
         return {"d": list(self.discriminator.parameters()), "g": list(self.generator.parameters())}
@@ -118,6 +116,9 @@ class GAN(AdversarialModel, DecodesLatents, SamplesPrior):
 
 class ConditionalGAN(GAN, Conditional):
     """The conditional GAN (Mirza & Osindero 2014): G and D see the class label."""
+
+    claimed_modes = (*GAN.claimed_modes, "classes", "fixed_z")
+    claimed_metrics = (*GAN.claimed_metrics, "class_accuracy", "ifid")
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, z_dim: int, num_classes: int,
                  diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):

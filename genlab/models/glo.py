@@ -22,6 +22,8 @@ LOSSES = ("l1", "lap1")
 class GLO(GenerativeModel, DecodesLatents, SamplesPrior):
     ema_modules = ("generator",)
     monitor = ("val/mse", "min")
+    claimed_modes = ("prior", "interp", "slerp", "arith")
+    claimed_metrics = ("modes", "stacked_modes")
     latents_from_images = True
     latent_split = "train"  # its latents are the codes of training images
 

@@ -17,10 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from genlab.images import interleave_rows, match_channels
-from genlab.losses.adversarial import AdversarialLoss, NonSaturating
+from genlab.losses.adversarial import AdversarialLoss
 from genlab.metrics.reconstruction import per_image_mse, psnr
 from genlab.metrics.ssim import ssim
-from genlab.models.base import AdversarialModel, Translates, check_direction, check_test_mode, replay
+from genlab.models.base import AdversarialModel, Translates, check_direction, replay
 
 
 class Pix2Pix(AdversarialModel, Translates):
@@ -31,17 +31,16 @@ class Pix2Pix(AdversarialModel, Translates):
     ema_modules = ("generator",)
     monitor = ("val/l1", "min")
     directions = ("AtoB",)
+    claimed_modes = ("translate",)
+    claimed_metrics = ("translation",)
+    example_overrides = ("experiment=pix2pix_digit_edges",)
+    d_scale = 0.5  # the reference's "vanilla" GAN loss (loss=default: non-saturating), its D loss halved
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, loss: AdversarialLoss | dict, lambda_l1: float = 100.0,
                  diffaugment: str | Sequence[str] | None = None, test_mode: str = "train"):
-        super().__init__()
+        super().__init__(loss, diffaugment, test_mode, discriminator=discriminator)
         self.generator, self.discriminator = generator, discriminator
-        # the reference's "vanilla" GAN loss, its D loss halved
-        self.adversarial = AdversarialLoss.of(loss).bind(NonSaturating(), diffaugment, d_scale=0.5)
-        self.adversarial.check_discriminators(**{"model.discriminator": discriminator})
-        self.phases = self.adversarial.phases()
         self.lambda_l1 = lambda_l1
-        self.test_mode = check_test_mode(test_mode)
 
     def param_groups(self):
         return {"g": list(self.generator.parameters()), "d": list(self.discriminator.parameters())}

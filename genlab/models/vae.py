@@ -27,6 +27,8 @@ class VAE(GenerativeModel, Reconstructs, DecodesLatents, SamplesPrior, GaussianP
 
     ema_modules = ("encoder", "decoder", "mu_head", "logvar_head")
     monitor = ("val/elbo", "max")
+    claimed_modes = ("recon", "prior", "interp", "slerp", "arith", "traverse")
+    claimed_metrics = ("recon", "nll", "modes", "stacked_modes")
     latents_from_images = True
 
     def __init__(
