@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write
 from genlab.components import check_stored_config
 

@@ -6,7 +6,7 @@ A test checks that every _target_ in configs/ is listed here."""
 
 from __future__ import annotations
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 ALLOWED_TARGETS = frozenset({
     # models

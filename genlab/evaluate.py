@@ -11,8 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-import genlab
-from genlab import GenlabError, checkpoint
+from genlab import checkpoint
+from genlab.version import __version__
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write_text
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
@@ -41,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
         title = f"{cfg.fake} against {protocol['reference']}"
     else:
         raise GenlabError("give ckpt=<run dir or checkpoint>, or fake=<folder of generated images>")
-    protocol |= {"seed": int(cfg.seed), "device": str(device), "genlab_version": genlab.__version__,
+    protocol |= {"seed": int(cfg.seed), "device": str(device), "genlab_version": __version__,
                  "options": OmegaConf.to_container(cfg, resolve=True), "wall_s": round(time.perf_counter() - start, 3)}
     record = {"metrics": results, **({"per_class": tables} if tables else {}), "protocol": protocol}
     out = Path(cfg.out) if cfg.get("out") else default_out

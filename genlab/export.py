@@ -22,7 +22,9 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from genlab import GenlabError, __version__, checkpoint
+from genlab import checkpoint
+from genlab.errors import GenlabError
+from genlab.version import __version__
 from genlab.atomic import atomic_write
 from genlab.models.base import Conditional, DecodesLatents, Reconstructs, Translates
 

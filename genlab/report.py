@@ -26,7 +26,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import GenlabError, runstatus
+from genlab import runstatus
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write, atomic_write_text
 from genlab.sweep import metric_direction, objective
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 log = logging.getLogger(__name__)
 

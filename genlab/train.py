@@ -8,7 +8,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError, checkpoint, distributed, runstatus
+from genlab import checkpoint, distributed, runstatus
+from genlab.errors import GenlabError
 from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import share_cores

@@ -19,8 +19,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import genlab
-from genlab import GenlabError, Interrupted, RunError, StartUpInterrupts, checkpoint, distributed
+from genlab import checkpoint, distributed
+from genlab.version import __version__
+from genlab.errors import GenlabError, Interrupted, RunError, StartUpInterrupts
 from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
 from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
@@ -203,7 +204,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "genlab_format": checkpoint.FORMAT,
-            "genlab_version": genlab.__version__,
+            "genlab_version": __version__,
             "step": self.step,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 
 # -- the schema: what each key users set may hold --------------------------------------------

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import genlab
-from genlab import GenlabError
+from genlab.version import __version__
+from genlab.errors import GenlabError
 
 log = logging.getLogger(__name__)
 CLASSIFIER_SETS = ("digits", "fashion_mnist", "mnist", "cifar10")
@@ -182,7 +182,7 @@ def train_classifier(name: str, image_size: int = 32, overrides: list[str] = (),
             "net": OmegaConf.to_container(cfg.model.net, resolve=True),
             "training": {"recipe": recipe, "steps": int(result["step"]), "batch_size": int(cfg.data.batch_size), "optim": cfg.optim._target_,
                          "lr": float(cfg.optim.lr), "seed": int(cfg.trainer.seed), "device": str(trainer.device),
-                         "train_s": round(time.perf_counter() - start, 1), "torch": str(torch.__version__), "genlab": genlab.__version__}}
+                         "train_s": round(time.perf_counter() - start, 1), "torch": str(torch.__version__), "genlab": __version__}}
     path = classifier_dir() / f"{name}-{image_size}px-{sha[:12]}.pt"
     from genlab.atomic import atomic_write
 

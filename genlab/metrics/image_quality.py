@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write
 from genlab.data.image_folder import list_images
 from genlab.data.transforms import load_image

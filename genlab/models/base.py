@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 if TYPE_CHECKING:
     from genlab.losses.adversarial import AdversarialLoss
