@@ -40,7 +40,7 @@ def load(path: str | os.PathLike) -> tuple[dict, Path]:
     folder), or one clear GenlabError."""
     folder = Path(path).expanduser()
     if (folder / "config.json").is_file() and (folder / "contract.json").is_file():
-        from genlab.export import read_safetensors
+        from genlab.exported import read_safetensors
 
         state, p = read_safetensors(folder), folder / "config.json"
     else:
