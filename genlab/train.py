@@ -14,7 +14,8 @@ from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import share_cores
 from genlab.sweep import own_checkpoint
-from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, monitor, total_steps
+from genlab.metrics.registry import image_metrics, monitor
+from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, total_steps
 from genlab.validation import check_applies, check_values
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,8 @@ def build_trainer(cfg: DictConfig, model, run_dir: str | os.PathLike, choices: d
 
 def _image_reference(cfg: DictConfig, val):
     """trainer.eval_samples test images for the image metrics (FID...), when asked for; the
-    metrics module (and scipy) is imported only then."""
-    from genlab.metrics import METRICS
-
-    if not any(m not in METRICS for m in cfg.trainer.get("eval_metrics") or []):
+    image-quality module (and scipy) is imported only then."""
+    if not any(m in image_metrics() for m in cfg.trainer.get("eval_metrics") or []):
         return None
     from genlab.metrics.image_quality import data_key, loader_source
 

@@ -27,7 +27,8 @@ from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.losses.penalties import grad_scaler
-from genlab.metrics import METRICS, applies, scalars, split_means
+from genlab.metrics.model_metrics import split_means
+from genlab.metrics.registry import applies, image_metrics, metric, model_metrics, scalars
 from genlab.models.base import GenerativeModel, SamplesPrior, in_test_mode
 from genlab.reporting import Reporter, flatten
 
@@ -42,25 +43,6 @@ class Aborted(RunError):
     """A second Ctrl-C: stop now, after any checkpoint write in progress has finished."""
 
     exit_code = 130
-
-
-def monitor(t: DictConfig, model_monitor: tuple[str, str] | None) -> tuple[str, str] | None:
-    """(metric, "min" | "max") that best.pt is kept by: trainer.monitor, else the model's own,
-    else FID or mode coverage when trainer.eval_metrics computes them."""
-    if t.get("monitor"):
-        return (t.monitor, t.get("monitor_mode", "min"))
-    if model_monitor is not None:
-        return tuple(model_monitor)
-    metrics = list(t.get("eval_metrics") or [])
-    for metric, watched in EVAL_MONITORS.items():
-        if metric in metrics:
-            return watched
-    return None
-
-
-# what best.pt is kept by when trainer.eval_metrics computes it, in this order of preference
-EVAL_MONITORS = {"fid": ("val/fid", "min"), "modes": ("val/modes_covered", "max"), "stacked_modes": ("val/stacked_modes", "max"),
-                 "ifid": ("val/ifid", "min"), "class_accuracy": ("val/class_accuracy", "max")}
 
 
 def rng_sandbox(device: torch.device, seed: int):
@@ -173,16 +155,13 @@ class Trainer:
         self._grad_clip = float(t.grad_clip) if t.get("grad_clip") else None  # read once: a DictConfig lookup costs ~0.1 ms
         self.eval_metrics = list(t.get("eval_metrics") or [])
         # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
-        self._model_metrics = [m for m in self.eval_metrics if m in METRICS]
-        self._image_metric_names = [m for m in self.eval_metrics if m not in METRICS]
-        if self.eval_metrics:
-            from genlab.metrics.image_quality import IMAGE_METRICS
-
-            applicable = [m for m, metric in METRICS.items() if applies(metric, model, val_loader.dataset)]
-            for name in self.eval_metrics:
-                if name not in IMAGE_METRICS and name not in applicable:
-                    needs = f" ({name} needs {METRICS[name].requires})" if name in METRICS and METRICS[name].requires else ""
-                    raise GenlabError(f"trainer.eval_metrics has {name!r}{needs}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
+        self._model_metrics = [m for m in self.eval_metrics if m in model_metrics()]
+        self._image_metric_names = [m for m in self.eval_metrics if m not in model_metrics()]
+        applicable = [m for m, declared in model_metrics().items() if applies(declared, model, val_loader.dataset)]
+        for name in self.eval_metrics:
+            if name not in image_metrics() and name not in applicable:
+                needs = f" ({name} needs {metric(name).requires})" if name in model_metrics() and metric(name).requires else ""
+                raise GenlabError(f"trainer.eval_metrics has {name!r}{needs}; choose from {', '.join([*image_metrics(), *applicable])}")
         if self._image_metric_names and not (isinstance(model, SamplesPrior) and model.samples_images):
             raise GenlabError(f"trainer.eval_metrics={self._image_metric_names} needs a model that samples images, which {type(model).__name__} "
                               "does not; drop it (genlab eval computes FID of translation models per direction)")
@@ -530,7 +509,7 @@ class Trainer:
         with self._evaluating() as model:
             means = split_means(model, self.val_loader, self.device, self.t.get("eval_batches"))
             for name in self._model_metrics:
-                means |= scalars(METRICS[name].compute(model, self.val_loader, self.device, self.t))
+                means |= scalars(metric(name).compute(model, self.val_loader, self.device, self.t))
             if self._image_metric_names:
                 means |= self._image_metrics(model)
         self.last_val = {f"val/{k}": v for k, v in means.items()}

@@ -82,6 +82,21 @@ class Pair:
         return None if ok else "is not two numbers in [0, 1), e.g. [0.9,0.999]"
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """A list of registered metric names (genlab/metrics/registry.py), or of `also`."""
+
+    also: tuple = ()
+    null: bool = False
+
+    def check(self, value) -> str | None:
+        from genlab.metrics.registry import unknown
+
+        if not isinstance(value, list):
+            return "is not a list of metric names, e.g. [fid]"
+        return next((problem for name in value if (problem := unknown(str(name), self.also))), None)
+
+
 STEPS = Int(min=0)
 SCHEMA: dict[str, dict[str, Any]] = {
     "train": {
@@ -101,10 +116,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "loss.critic_burst_every": Int(min=1),
         "loss.lazy_adam_correction": Bool(),
         "trainer.eval_batches": Int(min=1, null=True),
+        "trainer.eval_metrics": Metrics(),
         "trainer.eval_samples": Int(min=1),
         "trainer.stacked_samples": Int(min=1), "trainer.class_samples": Int(min=1, null=True),
         "trainer.features": Choice(("inception", "digits", "fashion_mnist", "mnist", "cifar10")),
-        "trainer.monitor_mode": Choice(("min", "max")),
+        "trainer.monitor_mode": Choice(("auto", "min", "max")),
         "trainer.compile": Bool(), "trainer.channels_last": Bool(), "trainer.progress_bar": Bool(),
         "trainer.inception.batch_size": Int(min=1),
         "trainer.inception.mode": Choice(("tf", "pytorch_fid", "clean")),
@@ -134,6 +150,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "scheduler.per_epoch": Bool(),
     },
     "eval": {
+        "metrics": Metrics(also=("auto",)),
         "batch_size": Int(min=1), "max_images": Int(min=1, null=True), "seed": Int(min=0),
         "n_samples": Int(min=1), "n_real": Int(min=1, null=True), "mode_samples": Int(min=1),
         "is_splits": Int(min=1), "kid.subsets": Int(min=1), "kid.subset_size": Int(min=2), "pr_k": Int(min=1),

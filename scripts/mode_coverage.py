@@ -21,7 +21,7 @@ import genlab.config  # noqa: F401
 from genlab import checkpoint, train
 from genlab.device import select_device
 from genlab.data.loading import eval_loader
-from genlab.metrics import mode_metrics
+from genlab.metrics.model_metrics import mode_metrics
 
 LOSSES = ["minimax", "nonsat", "feature_matching", "wgan", "wgan_gp", "hinge", "lsgan", "r1", "ragan", "rahinge"]
 

@@ -10,7 +10,7 @@ from omegaconf import open_dict
 from genlab import GenlabError, sample
 from genlab.config import build
 from genlab.data.loading import eval_loader
-from genlab.metrics import METRICS, applies
+from genlab.metrics.registry import applies, model_metrics
 from genlab.models.base import DecodesLatents, Reconstructs
 
 SETTINGS = {"pix2pix": ["experiment=pix2pix_digit_edges"], "cyclegan": ["experiment=cyclegan_digits2edges"], "gan_mlp": ["experiment=gan_ring8"]}
@@ -48,7 +48,7 @@ def test_each_model_supports_exactly_what_it_claims_and_each_claim_runs(name, ma
     model = build(train_cfg.model, "model").eval()
     loader = eval_loader(train_cfg.data, "test", batch_size=16)
     assert sample.supported_modes(model) == modes
-    assert [m for m, metric in METRICS.items() if applies(metric, model, loader.dataset)] == metrics
+    assert [m for m, metric in model_metrics().items() if applies(metric, model, loader.dataset)] == metrics
     cfg = make_cfg("sample", ["ckpt=unused", "n=4", "ncol=2", "interp.pairs=2", "interp.steps=3", "traverse.dims=2", "traverse.steps=3",
                               "chain.chains=2", "chain.steps=2", "chain.every=1", "gif=false", "arith.a=[0]", "arith.b=[1]", "arith.c=[2,3]"])
     with open_dict(cfg):
@@ -83,7 +83,7 @@ def test_capabilities_are_declared_not_sniffed():
 
     model = LooksLikeAVae()
     assert sample.supported_modes(model) == []
-    assert not any(applies(metric, model, None) for metric in METRICS.values())
+    assert not any(applies(metric, model, None) for metric in model_metrics().values())
     with pytest.raises(TypeError):  # a declared capability must be implemented in full
 
         class Half(nn.Module, Reconstructs):

@@ -20,7 +20,7 @@ from genlab import GenlabError
 from genlab.data.digits import Digits
 from genlab.data.loading import eval_loader
 from genlab.data.stacked import StackedDataset
-from genlab.metrics import METRICS, scalars
+from genlab.metrics.registry import METRICS, scalars
 from genlab.metrics import domain
 from genlab.metrics.classes import mode_statistics, stacked_modes
 from genlab.models.base import Conditional, GenerativeModel, SamplesPrior
