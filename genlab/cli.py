@@ -15,7 +15,7 @@ VERBS = {
     "eval": ("genlab.evaluate", "evaluate a checkpoint: genlab eval ckpt=outputs/<run>"),
     "sample": ("genlab.sample", "grids and animations from a checkpoint: genlab sample ckpt=outputs/<run>"),
     "export": ("genlab.export", "ONNX, TorchScript or safetensors files of a checkpoint's networks: genlab export ckpt=outputs/<run> format=onnx"),
-    "classifier": ("genlab.metrics.domain", "train or show a data set's domain classifier: genlab classifier data=fashion_mnist"),
+    "classifier": ("genlab.classifier", "train or show a data set's domain classifier: genlab classifier data=fashion_mnist"),
     "report": ("genlab.report", "compare runs: genlab report multirun/<date>/<time> outputs/<run> 'outputs/*/*'"),
 }
 
