@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from genlab import GenlabError, checkpoint
+from genlab import checkpoint
+from genlab.errors import GenlabError
 from genlab.device import select_device
 from genlab.models.base import Conditional, DecodesLatents, Reconstructs, SamplesPrior, Translates, check_direction
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from genlab import RunError
+from genlab.errors import RunError
 
 
 class NoSpaceError(RunError):

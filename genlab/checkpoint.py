@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genlab import GenlabError, Interrupted
+from genlab.errors import GenlabError, Interrupted
 from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
 from genlab.components import check_stored_config
 
@@ -136,7 +136,7 @@ def load(path: str | os.PathLike) -> tuple[dict, Path]:
     folder), or one clear GenlabError."""
     folder = Path(path).expanduser()
     if (folder / "config.json").is_file() and (folder / "contract.json").is_file():
-        from genlab.export import read_safetensors
+        from genlab.exported import read_safetensors
 
         state, p = read_safetensors(folder), folder / "config.json"
     else:

@@ -15,7 +15,7 @@ VERBS = {
     "eval": ("genlab.evaluate", "evaluate a checkpoint: genlab eval ckpt=outputs/<run>"),
     "sample": ("genlab.sample", "grids and animations from a checkpoint: genlab sample ckpt=outputs/<run>"),
     "export": ("genlab.export", "ONNX, TorchScript or safetensors files of a checkpoint's networks: genlab export ckpt=outputs/<run> format=onnx"),
-    "classifier": ("genlab.metrics.domain", "train or show a data set's domain classifier: genlab classifier data=fashion_mnist"),
+    "classifier": ("genlab.classifier", "train or show a data set's domain classifier: genlab classifier data=fashion_mnist"),
     "report": ("genlab.report", "compare runs: genlab report multirun/<date>/<time> outputs/<run> 'outputs/*/*'"),
 }
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         sys.exit(0 if argv else 2)
     if argv[0] == "--version":
-        from genlab import __version__
+        from genlab.version import __version__
 
         print(f"genlab {__version__}")
         sys.exit(0)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if verb not in VERBS:
         print(f"genlab: error: unknown verb {verb!r}; choose one of {', '.join(VERBS)}\n\n{USAGE}", file=sys.stderr)
         sys.exit(2)
-    from genlab import StartUpInterrupts
+    from genlab.errors import StartUpInterrupts
 
     interrupts = StartUpInterrupts()
     signal.signal(signal.SIGINT, interrupts)
@@ -72,7 +72,8 @@ def _run_verb(verb: str, args: list[str]) -> None:
     from hydra._internal.utils import get_args_parser
 
     import genlab.config  # noqa: F401  (registers the resolvers the configs use)
-    from genlab import GenlabError, sweep
+    from genlab import sweep
+    from genlab.errors import GenlabError
     from genlab.validation import check_command_line
 
     flags = get_args_parser().parse_args(args)
@@ -96,7 +97,7 @@ def _task(run):
     def task(cfg):
         from omegaconf import OmegaConf
 
-        from genlab import GenlabError
+        from genlab.errors import GenlabError
 
         try:
             from hydra.core.hydra_config import HydraConfig

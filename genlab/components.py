@@ -22,7 +22,7 @@ import importlib
 import pkgutil
 from collections.abc import Iterable, Set
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 # the component packages and the base a class of theirs derives from (by dotted name: imported
 # only when a stored config is checked)

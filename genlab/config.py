@@ -14,7 +14,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 GROUPS = ("model", "data", "loss", "optim", "scheduler", "trainer", "logger", "experiment", "experiment_loss")
 log = logging.getLogger(__name__)

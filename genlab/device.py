@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("32", "bf16", "fp16")

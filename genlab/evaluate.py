@@ -11,15 +11,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-import genlab
-from genlab import GenlabError, checkpoint
+from genlab import checkpoint
+from genlab.version import __version__
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write_text
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.device import select_device
-from genlab.metrics import METRICS, applies, scalars
-from genlab.metrics.image_quality import (IMAGE_METRICS, ImageQuality, Source, data_key, folder_source, loader_source, model_source,
-                                          save_stats)
+from genlab.metrics import registry
+from genlab.metrics.image_quality import ImageQuality, Source, data_key, folder_source, loader_source, model_source, save_stats
 from genlab.models.base import SamplesPrior, Translates
 
 
@@ -41,7 +41,7 @@ def run(cfg: DictConfig) -> dict:
         title = f"{cfg.fake} against {protocol['reference']}"
     else:
         raise GenlabError("give ckpt=<run dir or checkpoint>, or fake=<folder of generated images>")
-    protocol |= {"seed": int(cfg.seed), "device": str(device), "genlab_version": genlab.__version__,
+    protocol |= {"seed": int(cfg.seed), "device": str(device), "genlab_version": __version__,
                  "options": OmegaConf.to_container(cfg, resolve=True), "wall_s": round(time.perf_counter() - start, 3)}
     record = {"metrics": results, **({"per_class": tables} if tables else {}), "protocol": protocol}
     out = Path(cfg.out) if cfg.get("out") else default_out
@@ -65,10 +65,10 @@ def checkpoint_metrics(cfg: DictConfig, device, tables: dict | None = None) -> t
     results, metric_protocols = {}, {}
     for name in model_names:
         seed_everything(int(cfg.seed))  # each metric sees the same noise, whatever ran before
-        out = METRICS[name].compute(model, loader, device, cfg)
+        out = registry.metric(name).compute(model, loader, device, cfg)
         (tables if tables is not None else {}).update(out.get("per_class", {}))
         metric_protocols |= out.get("protocol", {})
-        results |= scalars(out)
+        results |= registry.scalars(out)
     protocol = {"split": cfg.split, "checkpoint": str(path), "step": state["step"], "model": type(model).__name__, "weights": weights, "test_mode": model.test_mode,
                 "data": state.get("choices", {}).get("data"), "images": len(loader.dataset), **metric_protocols}
     if image_names:
@@ -94,9 +94,9 @@ def image_metrics(cfg: DictConfig, device) -> tuple[dict, dict]:
     data_cfg = cfg.get("data")
     requested = [m for m in cfg.metrics if m != "auto"] or ["fid"]
     for name in requested:
-        if name not in IMAGE_METRICS:
-            hint = " (a model metric: give ckpt=)" if name in METRICS else ""
-            raise GenlabError(f"metrics has {name!r}{hint}; images alone give {', '.join(IMAGE_METRICS)}")
+        if name not in registry.image_metrics():
+            hint = " (a model metric: give ckpt=)" if name in registry.model_metrics() else ""
+            raise GenlabError(f"metrics has {name!r}{hint}; images alone give {', '.join(registry.image_metrics())}")
     seed_everything(int(cfg.seed))
     iq = _image_quality(cfg, device, int(data_cfg.get("image_size") or 32) if data_cfg else 32)
     fake, real = _fake_source(cfg, data_cfg, iq), _real_source(cfg, data_cfg, iq)
@@ -109,23 +109,21 @@ def image_metrics(cfg: DictConfig, device) -> tuple[dict, dict]:
 def chosen_metrics(requested: list[str], model, dataset) -> tuple[list[str], list[str]]:
     """(model metrics, image metrics) to compute for a model. auto: every model metric that
     applies, or FID for a model that makes images and has no other metric."""
-    supported = [name for name, metric in METRICS.items() if applies(metric, model, dataset)]
+    supported = [name for name, m in registry.model_metrics().items() if registry.applies(m, model, dataset)]
     makes_images = isinstance(model, Translates) or isinstance(model, SamplesPrior) and model.samples_images
     if list(requested) in (["auto"], []):
-        if [m for m in supported if METRICS[m].auto]:
-            return [m for m in supported if METRICS[m].auto], []
+        if [m for m in supported if registry.metric(m).auto]:
+            return [m for m in supported if registry.metric(m).auto], []
         if makes_images:
             return [], ["fid"]
-        raise GenlabError(f"no metric applies to {type(model).__name__} here; give metrics=[...] from {', '.join(METRICS)}")
+        raise GenlabError(f"no metric applies to {type(model).__name__} here; give metrics=[...] from {', '.join(registry.model_metrics())}")
     for name in requested:
-        if name not in METRICS and name not in IMAGE_METRICS:
-            raise GenlabError(f"metrics has {name!r}; choose from {', '.join([*METRICS, *IMAGE_METRICS])} (or auto)")
-        if name in METRICS and name not in supported:
-            needs = f" needs {METRICS[name].requires}, not {type(model).__name__} on this data" if METRICS[name].requires else " does not apply here"
-            raise GenlabError(f"metric {name!r}{needs}; the model supports {', '.join(supported) or 'no model metric'}")
-        if name in IMAGE_METRICS and not makes_images:
+        declared = registry.metric(name, "metrics")
+        if not declared.images and name not in supported:
+            raise GenlabError(f"metric {name!r}{registry.refusal(declared, model)}; the model supports {', '.join(supported) or 'no model metric'}")
+        if declared.images and not makes_images:
             raise GenlabError(f"metric {name!r} needs generated images, and {type(model).__name__} neither samples images nor translates")
-    return [m for m in requested if m in METRICS], [m for m in requested if m in IMAGE_METRICS]
+    return [m for m in requested if m in registry.model_metrics()], [m for m in requested if m in registry.image_metrics()]
 
 
 def _image_quality(cfg: DictConfig, device, image_size: int) -> ImageQuality:

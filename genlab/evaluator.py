@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.device import autocast_context, to_device
-from genlab.metrics import METRICS, scalars, split_means
+from genlab.metrics.model_metrics import split_means
+from genlab.metrics.registry import metric, model_metrics, scalars
 from genlab.models.base import GenerativeModel, in_test_mode
 
 
@@ -55,8 +56,8 @@ class Evaluator:
         self.settings, self.device, self.precision, self.monitor = settings, device, precision, monitor
         metrics = list(settings.get("eval_metrics") or [])  # validation.check_trainer_options has refused what does not apply
         # genlab eval's model metrics where they apply (modes on 2-D mixtures), else image metrics (FID...)
-        self.model_metrics = [m for m in metrics if m in METRICS]
-        self.image_metrics = [m for m in metrics if m not in METRICS]
+        self.model_metrics = [m for m in metrics if m in model_metrics()]
+        self.image_metrics = [m for m in metrics if m not in model_metrics()]
         if self.image_metrics and self.image_reference is None:
             raise GenlabError(f"trainer.eval_metrics={self.image_metrics} needs reference images; give the evaluator EvalData(image_reference=...)")
         self._image_quality = None  # the feature network and the reference statistics, built at the first evaluation
@@ -81,7 +82,7 @@ class Evaluator:
         with self.evaluating(model) as test_model:
             means = split_means(test_model, self.loader, self.device, self.settings.get("eval_batches"))
             for name in self.model_metrics:
-                means |= scalars(METRICS[name].compute(test_model, self.loader, self.device, self.settings))
+                means |= scalars(metric(name).compute(test_model, self.loader, self.device, self.settings))
             if self.image_metrics:
                 means |= self._image_metrics(test_model)
         self.last = {f"val/{k}": v for k, v in means.items()}

@@ -22,8 +22,11 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from genlab import GenlabError, __version__, checkpoint
+from genlab import checkpoint
+from genlab.errors import GenlabError
+from genlab.version import __version__
 from genlab.atomic import atomic_write
+from genlab.exported import require_safetensors
 from genlab.models.base import Conditional, DecodesLatents, Reconstructs, Translates
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
@@ -278,14 +281,6 @@ def run_file(file: Path, fmt: str, inputs: dict[str, Tensor]) -> Tensor:
         return module(*inputs.values())
 
 
-def _require_safetensors():
-    try:
-        import safetensors.torch
-    except ImportError:
-        raise GenlabError("format=safetensors needs the safetensors package: pip install 'genlab[safetensors]'") from None
-    return safetensors.torch
-
-
 def networks(model: nn.Module) -> dict[str, dict[str, Tensor]]:
     """The model's state by network (its top-level submodules; "model" for its own tensors),
     each tensor a copy of its own (safetensors stores no shared or strided memory)."""
@@ -303,7 +298,7 @@ def networks(model: nn.Module) -> dict[str, dict[str, Tensor]]:
 
 
 def _safetensors(model: nn.Module, train_cfg: DictConfig, state: dict, path: Path, contract: dict, out: Path) -> dict:
-    st = _require_safetensors()
+    st = require_safetensors()
     written = []
     for name, tensors in networks(model).items():
         file = out / f"{name}.safetensors"
@@ -321,29 +316,6 @@ def _safetensors(model: nn.Module, train_cfg: DictConfig, state: dict, path: Pat
     atomic_write(card, lambda f: f.write(model_card(model, state, path, contract).encode()))
     print(f"wrote {card}")
     return {"files": [str(f) for f in written], "contract": str(out / "contract.json"), **contract}
-
-
-def read_safetensors(folder: Path) -> dict:
-    """A safetensors export as checkpoint.load gives a checkpoint: config, choices, step and
-    the weights it holds (as "model", and as "ema" where they are the EMA weights)."""
-    st = _require_safetensors()
-    try:
-        config = json.loads((folder / "config.json").read_text())
-        files = json.loads((folder / "contract.json").read_text())["files"]
-        weights = {}
-        for name, entry in files.items():
-            for key, value in st.load_file(str(folder / entry["file"])).items():
-                key, _, field = (key if name == "model" else f"{name}.{key}").partition("::")
-                if field:  # a module's extra state, a dict of tensors
-                    weights.setdefault(key, {})[field] = value
-                else:
-                    weights[key] = value
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise GenlabError(f"cannot read the safetensors export {folder}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; "
-                          "pass a folder written by genlab export format=safetensors") from None
-    if not isinstance(config, dict):
-        raise GenlabError(f"{folder}/config.json is not a genlab export config; pass a folder written by genlab export format=safetensors")
-    return {**config, "model": weights, "ema": weights if config.get("weights") == "ema" else None}
 
 
 def model_card(model: nn.Module, state: dict, path: Path, contract: dict) -> str:

@@ -27,9 +27,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genlab import GenlabError, runstatus
+from genlab import runstatus
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write, atomic_write_text
-from genlab.sweep import metric_direction, objective
+from genlab.metrics.registry import metric_direction, model_monitor, monitor, objective
 
 log = logging.getLogger(__name__)
 GRID = re.compile(r"^(?P<name>.+)_(?P<step>\d{7})\.png$")  # samples/<visual>_<step>.png, as the trainer writes them
@@ -61,6 +62,7 @@ class Run:
     status: str = ""
     checkpoint: Path | None = None
     label: str = ""
+    monitor: tuple[str, str] | None = None    # (metric, mode) best.pt was kept by
 
     def setting(self, key: str) -> str | None:
         """The run's value of `key`: its override, else what its config holds (a group's chosen
@@ -180,6 +182,7 @@ def load_run(path: Path) -> Run:
     run.wall_s = wall + segment if last >= 0 else None
     run.images_per_s = statistics.median(speeds) if speeds else None
     run.status = _status(run)
+    run.monitor = _monitor(config)
     ckpts = path / "checkpoints"
     run.checkpoint = next((p for p in (ckpts / "best.pt", ckpts / "last.pt") if p.is_file()), None)
     return run
@@ -240,11 +243,27 @@ def _status(run: Run) -> str:
     return text + (f" (resumed {resumes}x)" if resumes else "")
 
 
+def _monitor(config) -> tuple[str, str] | None:
+    if config is None:
+        return None
+    try:
+        return monitor(config.trainer, model_monitor(config.get("model")))
+    except Exception:  # a config from disk that no longer resolves
+        return None
+
+
+def direction(runs: list[Run], name: str) -> str | None:
+    """Which way `name` is better: what the metric that logs it declares (genlab/metrics/
+    registry.py), else what the runs' own monitor says of it (a classifier's val/accuracy)."""
+    known = metric_direction(name)
+    return known or next((r.monitor[1] for r in runs if r.monitor and r.monitor[0] == name), None)
+
+
 def sort_metric(runs: list[Run], sort: str | None = None, mode: str | None = None) -> tuple[str, str] | None:
     """(metric, mode) to sort by: the given one, else the runs' objective (trainer.objective
     or the metric best.pt is kept by), else the first validation metric with a direction."""
     if sort:
-        mode = mode or metric_direction(sort)
+        mode = mode or direction(runs, sort)
         if mode is None:
             raise GenlabError(f"--sort {sort}: genlab does not know which way is better; add --mode min or --mode max")
         return sort, mode
@@ -257,8 +276,8 @@ def sort_metric(runs: list[Run], sort: str | None = None, mode: str | None = Non
             if goal and any(goal[0] in r.series for r in runs):
                 return goal
     for name in val_metrics(runs):
-        if metric_direction(name):
-            return name, metric_direction(name)
+        if direction(runs, name):
+            return name, direction(runs, name)
     return None
 
 
@@ -290,18 +309,19 @@ def table(runs: list[Run], sort: tuple[str, str] | None) -> tuple[list[str], lis
     first; runs without it last)."""
     diff, _ = differing(runs)
     metrics = val_metrics(runs)
+    directions = {m: direction(runs, m) for m in metrics}
     runs = _ranked(runs, sort)
     columns = ["run", *diff, "status", "steps", "wall s", "img/s"]
     for m in metrics:
-        columns += [f"{m} final"] + ([f"{m} best"] if metric_direction(m) else [])
+        columns += [f"{m} final"] + ([f"{m} best"] if directions[m] else [])
     columns.append("checkpoint")
     rows = []
     for r in runs:
         row = [r.label, *(r.setting(k) for k in diff), r.status, r.steps, r.wall_s, r.images_per_s]
         for m in metrics:
             row.append(r.final(m))
-            if metric_direction(m):
-                row.append(r.best(m, metric_direction(m)))
+            if directions[m]:
+                row.append(r.best(m, directions[m]))
         row.append(_shown_path(r.checkpoint) if r.checkpoint else "")
         rows.append(row)
     return columns, rows

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write_text
 from genlab.images import grid, save_grid
 

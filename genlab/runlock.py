@@ -29,7 +29,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 LOCK_NAME = ".genlab.lock"
 HEARTBEAT_S = 20.0

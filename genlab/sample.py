@@ -10,7 +10,8 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import Tensor
 
-from genlab import GenlabError, checkpoint
+from genlab import checkpoint
+from genlab.errors import GenlabError
 from genlab.config import seed_everything
 from genlab.data.loading import eval_loader
 from genlab.data.transforms import load_image

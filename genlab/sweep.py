@@ -1,6 +1,7 @@
 """Sweeps (`genlab train -m`): the number a trial hands its sweeper and the direction the
-sweeper follows, failed trials that do not stop the sweep, the requeued job that continues
-its own run, and the report a sweep writes when it ends."""
+sweeper follows (`objective`, a rule of genlab/metrics/registry.py), failed trials that do
+not stop the sweep, the requeued job that continues its own run, and the report a sweep
+writes when it ends."""
 
 from __future__ import annotations
 
@@ -15,69 +16,10 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
+from genlab.metrics.registry import objective
 
 log = logging.getLogger(__name__)
-
-# which way is better for the metrics genlab logs, by name (the part after val/)
-_BETTER = {
-    "min": ("fid", "kid", "mse", "loss", "l1", "recon_nll", "kl", "denoise_mse", "bits_per_dim", "ifid", "stacked_kl"),
-    "max": ("elbo", "psnr", "denoise_psnr", "ssim", "is", "precision", "recall", "modes_covered", "high_quality", "log_likelihood",
-            "stacked_modes", "class_accuracy", "accuracy"),
-}
-
-
-def metric_direction(name: str) -> str | None:
-    """"min", "max" or None (no better way: d_real, kid_std) for a logged metric name such as
-    val/fid, val/fid_AtoB, val/log_likelihood_iw1000 or val/cycle_A."""
-    base = name.rsplit("/", 1)[-1]
-    for suffix in ("_AtoB", "_BtoA"):
-        base = base.removesuffix(suffix)
-    if base.startswith("cycle_"):
-        return "min"
-    for mode, names in _BETTER.items():
-        if base in names or any(base.startswith(n + "_iw") for n in names):
-            return mode
-    return None
-
-
-def model_monitor(model_cfg) -> tuple[str, str] | None:
-    """The `monitor` a genlab model class declares, read from its config's _target_ (only
-    genlab's own classes, by the allow list: the config may come from disk)."""
-    from genlab.components import ALLOWED_TARGETS
-
-    target = str((model_cfg or {}).get("_target_", ""))
-    if target not in ALLOWED_TARGETS:
-        return None
-    from hydra.utils import get_class
-
-    try:
-        return getattr(get_class(target), "monitor", None)
-    except Exception:
-        return None
-
-
-def objective(cfg: DictConfig) -> tuple[str, str] | None:
-    """(metric, "min" | "max") that a sweep optimises: trainer.objective, else the metric
-    best.pt is kept by; None when neither is known."""
-    from genlab.trainer import monitor
-
-    t = cfg.trainer
-    watched = monitor(t, model_monitor(cfg.get("model")))
-    name, mode = t.get("objective"), t.get("objective_mode") or "auto"
-    if not name:
-        if watched is None:
-            return None
-        name, known = watched
-    else:
-        known = watched[1] if watched and watched[0] == name else metric_direction(name)
-    if mode not in ("auto", "min", "max"):
-        raise GenlabError(f"trainer.objective_mode={mode!r} is not one of auto, min, max")
-    if mode == "auto":
-        if known is None:
-            raise GenlabError(f"trainer.objective={name}: genlab does not know which way is better; set trainer.objective_mode=min or max")
-        mode = known
-    return str(name), mode
 
 
 def in_multirun() -> bool:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError, checkpoint, distributed, runstatus
+from genlab import checkpoint, distributed, runstatus
+from genlab.errors import GenlabError
 from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import share_cores
 from genlab.sweep import own_checkpoint
 from genlab.evaluator import EvalData
+from genlab.metrics.registry import image_metrics
 from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, total_steps
 from genlab.validation import check_applies, check_trainer_options, check_values
 
@@ -102,10 +104,8 @@ def build_trainer(cfg: DictConfig, model, run_dir: str | os.PathLike, choices: d
 
 def _image_reference(cfg: DictConfig, val):
     """trainer.eval_samples test images for the image metrics (FID...), when asked for; the
-    metrics module (and scipy) is imported only then."""
-    from genlab.metrics import METRICS
-
-    if not any(m not in METRICS for m in cfg.trainer.get("eval_metrics") or []):
+    image-quality module (and scipy) is imported only then."""
+    if not any(m in image_metrics() for m in cfg.trainer.get("eval_metrics") or []):
         return None
     from genlab.metrics.image_quality import data_key, loader_source
 

@@ -18,13 +18,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import genlab
-from genlab import GenlabError, RunError, StartUpInterrupts, checkpoint, distributed
+from genlab import checkpoint, distributed
+from genlab.errors import GenlabError, RunError, StartUpInterrupts
+from genlab.version import __version__
 from genlab.data.loading import TrainStream
 from genlab.device import autocast_context, check_precision, to_device
 from genlab.ema import EMA
 from genlab.evaluator import EvalData, Evaluator
 from genlab.losses.penalties import grad_scaler
+from genlab.metrics.registry import monitor
 from genlab.models.base import GenerativeModel
 from genlab.reporting import Reporter, flatten
 
@@ -39,25 +41,6 @@ class Aborted(RunError):
     """A second Ctrl-C: stop now, after any checkpoint write in progress has finished."""
 
     exit_code = 130
-
-
-def monitor(t: DictConfig, model_monitor: tuple[str, str] | None) -> tuple[str, str] | None:
-    """(metric, "min" | "max") that best.pt is kept by: trainer.monitor, else the model's own,
-    else FID or mode coverage when trainer.eval_metrics computes them."""
-    if t.get("monitor"):
-        return (t.monitor, t.get("monitor_mode", "min"))
-    if model_monitor is not None:
-        return tuple(model_monitor)
-    metrics = list(t.get("eval_metrics") or [])
-    for metric, watched in EVAL_MONITORS.items():
-        if metric in metrics:
-            return watched
-    return None
-
-
-# what best.pt is kept by when trainer.eval_metrics computes it, in this order of preference
-EVAL_MONITORS = {"fid": ("val/fid", "min"), "modes": ("val/modes_covered", "max"), "stacked_modes": ("val/stacked_modes", "max"),
-                 "ifid": ("val/ifid", "min"), "class_accuracy": ("val/class_accuracy", "max")}
 
 
 def total_steps(settings: DictConfig, stream: TrainStream) -> int:
@@ -393,7 +376,7 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "genlab_format": checkpoint.FORMAT,
-            "genlab_version": genlab.__version__,
+            "genlab_version": __version__,
             "step": self.step,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,

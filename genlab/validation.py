@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 
 # -- the schema: what each key users set may hold --------------------------------------------
@@ -83,6 +83,21 @@ class Pair:
         return None if ok else "is not two numbers in [0, 1), e.g. [0.9,0.999]"
 
 
+@dataclass(frozen=True)
+class Metrics:
+    """A list of registered metric names (genlab/metrics/registry.py), or of `also`."""
+
+    also: tuple = ()
+    null: bool = False
+
+    def check(self, value) -> str | None:
+        from genlab.metrics.registry import unknown
+
+        if not isinstance(value, list):
+            return "is not a list of metric names, e.g. [fid]"
+        return next((problem for name in value if (problem := unknown(str(name), self.also))), None)
+
+
 STEPS = Int(min=0)
 SCHEMA: dict[str, dict[str, Any]] = {
     "train": {
@@ -102,10 +117,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "loss.critic_burst_every": Int(min=1),
         "loss.lazy_adam_correction": Bool(),
         "trainer.eval_batches": Int(min=1, null=True),
+        "trainer.eval_metrics": Metrics(),
         "trainer.eval_samples": Int(min=1),
         "trainer.stacked_samples": Int(min=1), "trainer.class_samples": Int(min=1, null=True),
         "trainer.features": Choice(("inception", "digits", "fashion_mnist", "mnist", "cifar10")),
-        "trainer.monitor_mode": Choice(("min", "max")),
+        "trainer.monitor_mode": Choice(("auto", "min", "max")),
         "trainer.compile": Bool(), "trainer.channels_last": Bool(), "trainer.progress_bar": Bool(),
         "trainer.inception.batch_size": Int(min=1),
         "trainer.inception.mode": Choice(("tf", "pytorch_fid", "clean")),
@@ -135,6 +151,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "scheduler.per_epoch": Bool(),
     },
     "eval": {
+        "metrics": Metrics(also=("auto",)),
         "batch_size": Int(min=1), "max_images": Int(min=1, null=True), "seed": Int(min=0),
         "n_samples": Int(min=1), "n_real": Int(min=1, null=True), "mode_samples": Int(min=1),
         "is_splits": Int(min=1), "kid.subsets": Int(min=1), "kid.subset_size": Int(min=2), "pr_k": Int(min=1),
@@ -217,18 +234,17 @@ def check_trainer_options(settings: DictConfig, model, dataset) -> None:
     metrics = list(settings.get("eval_metrics") or [])
     if not metrics:
         return
-    from genlab.metrics import METRICS, applies
-    from genlab.metrics.image_quality import IMAGE_METRICS
+    from genlab.metrics.registry import applies, image_metrics, metric, model_metrics
     from genlab.models.base import SamplesPrior
 
-    applicable = [m for m, metric in METRICS.items() if applies(metric, model, dataset)]
-    for metric in metrics:
-        if metric not in IMAGE_METRICS and metric not in applicable:
-            needs = f" ({metric} needs {METRICS[metric].requires})" if metric in METRICS and METRICS[metric].requires else ""
-            raise GenlabError(f"trainer.eval_metrics has {metric!r}{needs}; choose from {', '.join([*IMAGE_METRICS, *applicable])}")
-    image_metrics = [m for m in metrics if m not in METRICS]
-    if image_metrics and not (isinstance(model, SamplesPrior) and model.samples_images):
-        raise GenlabError(f"trainer.eval_metrics={image_metrics} needs a model that samples images, which {name} "
+    applicable = [m for m, declared in model_metrics().items() if applies(declared, model, dataset)]
+    for wanted in metrics:
+        if wanted not in image_metrics() and wanted not in applicable:
+            needs = f" ({wanted} needs {metric(wanted).requires})" if wanted in model_metrics() and metric(wanted).requires else ""
+            raise GenlabError(f"trainer.eval_metrics has {wanted!r}{needs}; choose from {', '.join([*image_metrics(), *applicable])}")
+    images = [m for m in metrics if m not in model_metrics()]
+    if images and not (isinstance(model, SamplesPrior) and model.samples_images):
+        raise GenlabError(f"trainer.eval_metrics={images} needs a model that samples images, which {name} "
                           "does not; drop it (genlab eval computes FID of translation models per direction)")
 
 

@@ -22,7 +22,7 @@ import genlab.config  # noqa: F401
 from genlab import checkpoint, train
 from genlab.device import select_device
 from genlab.data.loading import eval_loader
-from genlab.metrics import mode_metrics
+from genlab.metrics.model_metrics import mode_metrics
 
 # every objective in configs/loss/ (default is the model's own: non-saturating for gan_mlp, a repeat of nonsat)
 LOSSES = sorted(p.name.removesuffix(".yaml") for p in files("genlab.configs").joinpath("loss").iterdir() if p.name.endswith(".yaml") and p.name != "default.yaml")

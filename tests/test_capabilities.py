@@ -10,7 +10,7 @@ from test_contract import MODELS, small_settings
 from genlab import GenlabError, sample
 from genlab.config import build
 from genlab.data.loading import eval_loader
-from genlab.metrics import METRICS, applies
+from genlab.metrics.registry import applies, model_metrics
 from genlab.models.base import DecodesLatents, Reconstructs
 
 
@@ -23,8 +23,8 @@ def test_each_model_supports_exactly_what_it_claims_and_each_claim_runs(name, ma
     modes, metrics = type(model).claimed_modes, type(model).claimed_metrics
     assert set(sample.supported_modes(model)) == set(modes) and len(modes) == len(set(modes))
     # the model's side of each metric: its capabilities; the data's side decides the rest
-    assert {m for m, metric in METRICS.items() if all(isinstance(model, c) for c in metric.needs)} == set(metrics)
-    assert {m for m, metric in METRICS.items() if applies(metric, model, loader.dataset)} <= set(metrics)
+    assert {m for m, metric in model_metrics().items() if all(isinstance(model, c) for c in metric.needs)} == set(metrics)
+    assert {m for m, metric in model_metrics().items() if applies(metric, model, loader.dataset)} <= set(metrics)
     cfg = make_cfg("sample", ["ckpt=unused", "n=4", "ncol=2", "interp.pairs=2", "interp.steps=3", "traverse.dims=2", "traverse.steps=3",
                               "chain.chains=2", "chain.steps=2", "chain.every=1", "gif=false", "arith.a=[0]", "arith.b=[1]", "arith.c=[2,3]"])
     with open_dict(cfg):
@@ -43,7 +43,7 @@ def test_the_data_decides_which_claimed_metrics_apply(overrides, metrics, make_c
     train_cfg = make_cfg("train", overrides)
     model = build(train_cfg.model, "model")
     dataset = eval_loader(train_cfg.data, "test", batch_size=16).dataset
-    assert [m for m, metric in METRICS.items() if applies(metric, model, dataset)] == metrics
+    assert [m for m, metric in model_metrics().items() if applies(metric, model, dataset)] == metrics
 
 
 def test_capabilities_are_declared_not_sniffed():
@@ -61,7 +61,7 @@ def test_capabilities_are_declared_not_sniffed():
 
     model = LooksLikeAVae()
     assert sample.supported_modes(model) == []
-    assert not any(applies(metric, model, None) for metric in METRICS.values())
+    assert not any(applies(metric, model, None) for metric in model_metrics().values())
     with pytest.raises(TypeError):  # a declared capability must be implemented in full
 
         class Half(nn.Module, Reconstructs):

@@ -7,6 +7,7 @@ a tiny one trained for a few steps; the real recipe's accuracy is a slow test.""
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ from genlab import GenlabError
 from genlab.data.digits import Digits
 from genlab.data.loading import eval_loader
 from genlab.data.stacked import StackedDataset
-from genlab.metrics import METRICS, scalars
+from genlab.metrics.registry import METRICS, scalars
+from genlab import classifier
 from genlab.metrics import domain
 from genlab.metrics.classes import mode_statistics, stacked_modes
 from genlab.models.base import Conditional, GenerativeModel, SamplesPrior
@@ -37,7 +39,7 @@ def cache(tmp_path_factory):
         mp.setenv("GENLAB_CACHE", str(path))
         domain._domain_net.cache_clear()
         rng = torch.get_rng_state()
-        domain.train_classifier("digits", 32, TINY, progress=False, device="cpu")
+        classifier.train_classifier("digits", 32, TINY, progress=False, device="cpu")
         assert torch.equal(rng, torch.get_rng_state())  # training leaves the process's random state alone
         yield path
     domain._domain_net.cache_clear()
@@ -68,6 +70,36 @@ def test_a_tampered_classifier_is_refused_in_one_line(net, tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(GenlabError, match="features=svhn is not inception or a data set with a classifier"):
         domain.extractor("svhn", 32, "cpu")
+
+
+def test_a_classifier_not_cached_is_trained_by_genlab_classifier_in_a_process_of_its_own(net, tmp_path, monkeypatch):
+    """No cached classifier: domain_net runs `genlab classifier` (here, a stand-in that caches
+    the fixture's file), without torchrun's environment, and loads what it cached; a failed
+    run is one line."""
+    calls = []
+
+    def run(command, env, **kwargs):
+        calls.append((command, env))
+        (tmp_path / "classifiers").mkdir(exist_ok=True)
+        shutil.copy(net.path, tmp_path / "classifiers" / net.path.name)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(domain.subprocess, "run", run)
+    domain._domain_net.cache_clear()
+    try:
+        assert domain.domain_net("digits", 32).sha256 == net.sha256
+        (command, env), = calls
+        assert command == [sys.executable, "-m", "genlab.cli", "classifier", "data=digits", "image_size=32"]
+        assert "WORLD_SIZE" not in env and "RANK" not in env and env["GENLAB_CACHE"] == str(tmp_path)
+        monkeypatch.setattr(domain.subprocess, "run", lambda command, env, **kw: subprocess.CompletedProcess(command, 2))
+        with pytest.raises(GenlabError, match=r"^training the mnist classifier failed \(genlab classifier data=mnist image_size=32 "
+                                              r"exited with 2; its error is above\); nothing was cached$"):
+            domain.domain_net("mnist", 32)
+    finally:
+        domain._domain_net.cache_clear()
 
 
 def test_stacked_samples_are_three_base_images_and_a_function_of_seed_split_and_index():
@@ -270,5 +302,5 @@ def test_stacked_modes_as_validation_metric_keeps_best_pt_and_genlab_eval_prints
 @pytest.mark.parametrize("name,target", [("digits", 0.97)])
 def test_the_real_recipe_reaches_its_accuracy(name, target, tmp_path, monkeypatch):
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
-    net = domain.load_classifier(domain.train_classifier(name, 32, progress=False))
+    net = domain.load_classifier(classifier.train_classifier(name, 32, progress=False))
     assert net.accuracy >= target

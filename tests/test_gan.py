@@ -173,7 +173,7 @@ def test_non_saturating_gan_covers_the_ring(make_cfg, tmp_path):
     from genlab import checkpoint
     from genlab.data.loading import eval_loader
     from genlab.device import select_device
-    from genlab.metrics import mode_metrics
+    from genlab.metrics.model_metrics import mode_metrics
     from omegaconf import OmegaConf
 
     overrides = ["experiment=gan_ring8", "loss=nonsat", "trainer.max_steps=2000", "trainer.progress_bar=false", "logger=jsonl",

@@ -16,7 +16,8 @@ import yaml
 from hydra import compose, initialize_config_module
 
 from genlab import GenlabError, checkpoint, train
-from genlab.sweep import SweepCallback, metric_direction, objective
+from genlab.metrics.registry import metric_direction, objective
+from genlab.sweep import SweepCallback
 
 QUIET = ["trainer.progress_bar=false", "logger=jsonl", "data.batch_size=16", "trainer.sample_every=0", "trainer.ckpt_every=0"]
 needs = {

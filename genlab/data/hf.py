@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.data.image_folder import HOLDOUT_EVERY, usable_images
 from genlab.data.splits import check_split
 from genlab.data.transforms import load_image, prepare

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.data.splits import check_split
 from genlab.data.transforms import load_image, prepare
 

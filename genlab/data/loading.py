@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.config import build
 from genlab.data.transforms import augment
 

@@ -1,4 +1,4 @@
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 
 def check_split(split: str, allowed: tuple[str, ...]) -> str:

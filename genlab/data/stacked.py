@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 BASES = ("fashion_mnist", "digits", "mnist")
 

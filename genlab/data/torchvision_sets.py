@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.data.splits import check_split
 from genlab.data.transforms import prepare
 

@@ -9,7 +9,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.data.splits import check_split
 
 KINDS = {"ring8": 0.02, "grid25": 0.05}

@@ -45,7 +45,7 @@ def load_image(path, name: str | None = None) -> Image.Image:
     composited on white. A corrupt or degenerate file fails here, with its name
     (data.skip_bad_images=true skips such files instead). `path` may be an open binary file
     (a Hugging Face data set's bytes), `name` what the messages call it."""
-    from genlab import GenlabError
+    from genlab.errors import GenlabError
 
     name = str(path) if name is None else name
     try:
@@ -66,7 +66,7 @@ def load_image(path, name: str | None = None) -> Image.Image:
 
 def _eight_bit(im: Image.Image, path) -> Image.Image:
     """Any PIL mode -> "L" or "RGB", 8 bits a channel, transparency composited on white."""
-    from genlab import GenlabError
+    from genlab.errors import GenlabError
 
     grey = im.mode in GREY_MODES or (im.mode == "P" and _grey_palette(im))
     if im.mode in INT_MODES or im.mode == "F":

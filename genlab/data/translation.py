@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.data.digits import Digits
 from genlab.data.image_folder import list_images, usable_images
 from genlab.data.splits import check_split

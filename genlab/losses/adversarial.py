@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.losses.diffaugment import DiffAugment
 from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.models.phase import Phase

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 POLICIES = ("color", "translation", "cutout")
 

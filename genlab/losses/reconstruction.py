@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 KINDS = ("mse", "bce", "l1")
 

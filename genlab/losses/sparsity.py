@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 KINDS = ("l1", "kl")
 

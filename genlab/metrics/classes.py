@@ -15,25 +15,26 @@ from torch.utils.data import Subset
 
 from genlab.images import to_uint8
 from genlab.metrics.domain import CLASSIFIER_SETS, domain_net
+from genlab.metrics.model_metrics import base_dataset
+from genlab.metrics.registry import register_metric
+from genlab.models.base import Conditional, SamplesPrior
 
 STACKED_SAMPLES = 26000  # the protocol of Metz et al. 2017, VEEGAN and PacGAN
 BATCH = 500
 
 
-def _base(dataset):
-    while hasattr(dataset, "dataset"):
-        dataset = dataset.dataset
-    return dataset
-
-
 def domain_of(dataset) -> str | None:
     """The labelled set a data set is (digits, fashion_mnist, ...), None for any other."""
-    name = getattr(_base(dataset), "domain", None)
+    name = getattr(base_dataset(dataset), "domain", None)
     return name if name in CLASSIFIER_SETS else None
 
 
+def labelled(dataset) -> bool:
+    return domain_of(dataset) is not None
+
+
 def is_stacked(dataset) -> bool:
-    return getattr(_base(dataset), "stacked_of", None) is not None
+    return getattr(base_dataset(dataset), "stacked_of", None) is not None
 
 
 def split_labels(dataset) -> Tensor:
@@ -67,11 +68,16 @@ def stacked_modes(images, classify, n_modes: int = 1000) -> dict[str, float]:
     return mode_statistics(torch.cat(modes), n_modes)
 
 
+CONDITIONAL = f"a conditional model (model=cgan) of a labelled set with a domain classifier ({', '.join(CLASSIFIER_SETS)})"
+
+
+@register_metric("stacked_modes", keys={"stacked_modes": "max", "stacked_kl": "min"}, needs=(SamplesPrior,), data_check=is_stacked, auto=False,
+                 monitor_rank=2, requires="a model that samples images of a stacked data set (data=stacked_fashion_mnist, stacked_digits, stacked_mnist)")
 @torch.no_grad()
 def stacked_mode_metrics(model, loader, device, cfg) -> dict:
     """stacked_modes of stacked_samples (26,000) samples: each channel classified by the base set's classifier."""
     n = int(cfg.get("stacked_samples") or STACKED_SAMPLES)
-    base = _base(loader.dataset)
+    base = base_dataset(loader.dataset)
     net = domain_net(base.stacked_of, model.sample_shape[-1], device)
     batches = (quantised(model.sample(min(BATCH, n - i))) for i in range(0, n, BATCH))
     out = stacked_modes(batches, net.predict, base.modes)
@@ -86,6 +92,8 @@ def _per_class_counts(model, loader, cfg) -> list[int]:
     return torch.bincount(split_labels(loader.dataset), minlength=k)[:k].tolist()
 
 
+@register_metric("class_accuracy", keys={"class_accuracy": "max"}, needs=(SamplesPrior, Conditional), data_check=labelled,
+                 auto=False, monitor_rank=4, requires=CONDITIONAL)
 @torch.no_grad()
 def class_accuracy_metrics(model, loader, device, cfg) -> dict:
     """The domain classifier's accuracy on samples drawn for each label: overall and per class."""
@@ -101,6 +109,8 @@ def class_accuracy_metrics(model, loader, device, cfg) -> dict:
             "protocol": {"class_accuracy": {"samples_per_class": counts, **net.info}}}
 
 
+@register_metric("ifid", keys={"ifid": "min"}, needs=(SamplesPrior, Conditional), data_check=labelled,
+                 auto=False, monitor_rank=3, requires=CONDITIONAL)
 @torch.no_grad()
 def ifid_metrics(model, loader, device, cfg) -> dict:
     """Intra-class FID (Miyato and Koyama 2018; StudioGAN's IFID): for each class, the FID of
@@ -120,7 +130,7 @@ def ifid_metrics(model, loader, device, cfg) -> dict:
                 out.setdefault(c, []).append(x[batch["label"] == c])
         return {c: torch.cat(v) for c, v in out.items()}
 
-    key = {"ifid_of": domain_of(loader.dataset), "split": getattr(_base(loader.dataset), "split", None), "images": len(labels),
+    key = {"ifid_of": domain_of(loader.dataset), "split": getattr(base_dataset(loader.dataset), "split", None), "images": len(labels),
            "shape": list(model.sample_shape)}
     fids = []
     for c, n in enumerate(counts):

@@ -1,6 +1,6 @@
 """Domain networks: one small classifier per labelled data set genlab knows (digits,
 fashion_mnist, mnist, cifar10), trained by genlab's own trainer (model=classifier, one
-phase) on first use or ahead with `genlab classifier data=<set>`, and cached as
+phase; genlab/classifier.py) on first use or ahead with `genlab classifier data=<set>`, and cached as
 `<cache>/classifiers/<set>-<size>px-<sha256[:12]>.pt`: the weights, the sha256 of the
 weights (over every tensor's name, dtype, shape and bytes), the test accuracy and the
 training recipe. Loaded with weights_only=True and checked against its sha256.
@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
+import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,21 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import genlab
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 log = logging.getLogger(__name__)
 CLASSIFIER_SETS = ("digits", "fashion_mnist", "mnist", "cifar10")
-# each set's recipe on top of model=classifier (Adam, a cosine schedule to 0, seed 0)
-RECIPES = {
-    "digits": ["trainer.max_steps=1500", "data.batch_size=64", "optim.lr=2e-3"],            # 67 epochs of 1,438 images
-    # 5 epochs of the wider net: 92.00% (3 epochs of 16/32/64 channels gave 90.44%)
-    "fashion_mnist": ["trainer.max_steps=2345", "data.batch_size=128", "optim.lr=2e-3", "model.net.channels=[32,64,128]"],
-    "mnist": ["trainer.max_steps=940", "data.batch_size=128", "optim.lr=2e-3"],             # 2 epochs
-    "cifar10": ["trainer.max_steps=7800", "data.batch_size=128", "optim.lr=2e-3", "data.augment.hflip=true"],  # 20 epochs
-}
-COMMON = ["model=classifier", "scheduler=cosine", "logger=jsonl", "trainer.seed=0", "trainer.eval_every=0", "trainer.sample_every=0",
-          "trainer.ckpt_every=0", "trainer.log_every=100", "trainer.keep_last=0"]
+# torchrun's environment: a classifier trained on first use runs as one process of its own
+TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE", "MASTER_ADDR",
+                      "MASTER_PORT", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT", "TORCHELASTIC_MAX_RESTARTS")
 
 
 def classifier_dir() -> Path:
@@ -137,60 +129,6 @@ class DomainExtractor:
                 "weights": self.weights_path, "weights_sha256": self.weights_sha256, **self.domain.info}
 
 
-def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    import genlab.config  # noqa: F401  (the resolvers the configs use)
-
-    if GlobalHydra.instance().is_initialized():  # inside genlab eval's Hydra app
-        return compose(config_name="train", overrides=overrides)
-    with initialize_config_module(config_module="genlab.configs", version_base=None):
-        return compose(config_name="train", overrides=overrides)
-
-
-def train_classifier(name: str, image_size: int = 32, overrides: list[str] = (), progress: bool = True, device: str = "auto") -> Path:
-    """Train the classifier of a data set through genlab's trainer and cache it; the training
-    leaves every random generator of the process as it found it."""
-    from genlab import checkpoint
-    from genlab.config import build, seed_everything
-    from genlab.train import build_trainer
-
-    check_set(name, "data")
-    recipe = [*COMMON, *RECIPES[name], f"data={name}", f"data.image_size={image_size}", f"trainer.device={device}",
-              f"trainer.progress_bar={str(progress).lower()}", *overrides]
-    cfg = _compose(recipe)
-    log.info("training the %s classifier at %dpx (%d steps; once: it is cached in %s)", name, image_size, cfg.trainer.max_steps, classifier_dir())
-    rng = checkpoint.rng_state()
-    start = time.perf_counter()
-    try:
-        seed_everything(int(cfg.trainer.seed))
-        model = build(cfg.model, "model")
-        with tempfile.TemporaryDirectory() as run_dir:
-            trainer = build_trainer(cfg, model, run_dir)
-            result = trainer.fit()
-    finally:
-        checkpoint.set_rng_state(rng)
-    if result["interrupted"]:
-        raise GenlabError(f"training the {name} classifier was stopped by {result['interrupted']}; nothing was cached")
-    state = {k: v.detach().cpu() for k, v in model.net.state_dict().items()}
-    sha = weights_sha256(state)
-    from omegaconf import OmegaConf
-
-    meta = {"data": name, "image_size": image_size, "channels": int(cfg.data.channels), "num_classes": int(cfg.data.num_classes),
-            "test_accuracy": float(result["val"]["val/accuracy"]), "test_images": len(trainer.evaluator.loader.dataset), "weights_sha256": sha,
-            "net": OmegaConf.to_container(cfg.model.net, resolve=True),
-            "training": {"recipe": recipe, "steps": int(result["step"]), "batch_size": int(cfg.data.batch_size), "optim": cfg.optim._target_,
-                         "lr": float(cfg.optim.lr), "seed": int(cfg.trainer.seed), "device": str(trainer.device),
-                         "train_s": round(time.perf_counter() - start, 1), "torch": str(torch.__version__), "genlab": genlab.__version__}}
-    path = classifier_dir() / f"{name}-{image_size}px-{sha[:12]}.pt"
-    from genlab.atomic import atomic_write
-
-    atomic_write(path, lambda f: torch.save({"weights": state, "meta": meta}, f))
-    log.info("%s classifier: test accuracy %.4f on %d images, sha256 %s, %s", name, meta["test_accuracy"], meta["test_images"], sha, path)
-    return path
-
-
 def cached(name: str, image_size: int) -> list[Path]:
     """The cached classifiers of a set at a size, newest first."""
     files = classifier_dir().glob(f"{name}-{image_size}px-*.pt")
@@ -217,10 +155,24 @@ def load_classifier(path: Path, device: torch.device | str = "cpu") -> DomainNet
     return DomainNet(meta["data"], int(meta["image_size"]), int(meta["channels"]), net, sha, float(meta["test_accuracy"]), path, meta["training"])
 
 
+def train_on_first_use(name: str, image_size: int) -> Path:
+    """Train and cache the classifier of a set with `genlab classifier` (genlab/classifier.py),
+    in a process of its own: the caller (a trainer computing class_accuracy, say) keeps its
+    random state, its device memory and its torchrun group; the new process logs to stderr."""
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARIABLES}
+    command = [sys.executable, "-m", "genlab.cli", "classifier", f"data={name}", f"image_size={image_size}"]
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=False)
+    files = cached(name, image_size)
+    if done.returncode != 0 or not files:
+        raise GenlabError(f"training the {name} classifier failed (genlab classifier data={name} image_size={image_size} exited with "
+                          f"{done.returncode}; its error is above); nothing was cached")
+    return files[0]
+
+
 @functools.lru_cache(maxsize=8)
 def _domain_net(name: str, image_size: int, device: str) -> DomainNet:
     files = cached(name, image_size)
-    path = files[0] if files else train_classifier(name, image_size, progress=sys.stderr.isatty())
+    path = files[0] if files else train_on_first_use(name, image_size)
     net = load_classifier(path, device)
     log.info("%s classifier %s: test accuracy %.4f, sha256 %s", name, path, net.accuracy, net.sha256)
     return net
@@ -238,30 +190,3 @@ def extractor(features: str | None, image_size: int, device) -> DomainExtractor 
     if features not in CLASSIFIER_SETS:
         raise GenlabError(f"features={features} is not inception or a data set with a classifier ({', '.join(CLASSIFIER_SETS)})")
     return DomainExtractor(domain_net(features, image_size, device))
-
-
-def main(argv: list[str]) -> int:
-    """genlab classifier data=<set> [image_size=32] [retrain=true] [device=auto]: train (or show)
-    the cached classifier of a set; without data=, list the cached ones."""
-    logging.basicConfig(level=logging.INFO, format="genlab classifier: %(message)s")
-    try:
-        args = dict(a.split("=", 1) for a in argv if "=" in a)
-        bad = [a for a in argv if "=" not in a] + [k for k in args if k not in ("data", "image_size", "retrain", "device")]
-        if bad:
-            raise GenlabError(f"genlab classifier takes data=<{'|'.join(CLASSIFIER_SETS)}>, image_size=, retrain=true and device=; not {bad[0]}")
-        if "data" not in args:
-            files = sorted(classifier_dir().glob("*.pt"))
-            for f in files:
-                net = load_classifier(f)
-                print(f"{f}  test accuracy {net.accuracy:.4f}  sha256 {net.sha256}  trained in {net.training.get('train_s')} s")
-            print(f"{len(files)} classifier(s) in {classifier_dir()}; genlab classifier data=<{'|'.join(CLASSIFIER_SETS)}> trains one")
-            return 0
-        name, size = check_set(args["data"], "data"), int(args.get("image_size", 32))
-        files = cached(name, size)
-        path = train_classifier(name, size, device=args.get("device", "auto")) if args.get("retrain") == "true" or not files else files[0]
-        net = load_classifier(path)
-        print(f"{path}\n  test accuracy {net.accuracy:.4f}, sha256 {net.sha256}\n  training {net.training}")
-    except GenlabError as e:
-        print(f"genlab: error: {e}", file=sys.stderr)
-        return 2
-    return 0

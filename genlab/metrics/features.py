@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.device import autocast_context
 
 MODES = ("tf", "pytorch_fid", "clean")

@@ -18,18 +18,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.atomic import atomic_write
 from genlab.data.image_folder import list_images
 from genlab.data.transforms import load_image
 from genlab.device import cores
 from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare
-from genlab.metrics.fid import GaussianStats, frechet_distance, inception_score, kernel_inception_distance, precision_recall
+from genlab.metrics.fid import GaussianStats
+from genlab.metrics.image_metrics import Compared
 from genlab.metrics.inception import find_weights, load_inception
+from genlab.metrics.registry import image_metrics
 from genlab.metrics.vgg16 import VGG16Extractor
 
-IMAGE_METRICS = ("fid", "is", "kid", "pr")
 PR_FEATURES = ("vgg16", "inception")  # vgg16: torch-fidelity's and the original's; inception: the FID network's pool features
 log = logging.getLogger(__name__)
 FEATURE_DIM = 2048
@@ -262,11 +263,10 @@ class ImageQuality:
         pr_net = self.pr_extractor() if "pr" in metrics else None  # before any image: missing weights stop it at once
         keep_pool = "kid" in metrics or "pr" in metrics and pr_net is None
         fake_f = self.features(fake, keep_pool, "is" in metrics, pr_net)
-        results: dict[str, float] = {}
+        mu = sigma = n_real = real_f = None
         if "fid" in metrics or need_real_features:
             if isinstance(real, str):
                 mu, sigma, n_real = load_stats(real)
-                real_f = None
             elif need_real_features:
                 real_f = self.features(real, keep_pool, False, pr_net)
                 mu, sigma, n_real = real_f.stats.mu, real_f.stats.sigma, real_f.stats.n
@@ -276,17 +276,11 @@ class ImageQuality:
                 if n < self.dim:
                     log.warning("FID from %d %s images: fewer than the %d feature dimensions, the covariance is singular and FID is "
                                 "strongly biased upwards; compare only numbers with the same counts (50,000 is the standard)", n, label, self.dim)
-            if "fid" in metrics:
-                results["fid"] = frechet_distance(fake_f.stats.mu, fake_f.stats.sigma, mu, sigma)
-            results["n_reference"] = n_real
-        results["n_generated"] = fake_f.stats.n
-        if "is" in metrics:
-            results["is_mean"], results["is_std"] = inception_score(torch.cat(fake_f.logits), splits)
-        if "kid" in metrics:
-            results["kid_mean"], results["kid_std"] = kernel_inception_distance(torch.cat(real_f.pool), torch.cat(fake_f.pool), kid_subsets, kid_subset_size)
+        compared = Compared(fake_f, real_f, mu, sigma, splits, kid_subsets, kid_subset_size, pr_k)
+        scores = {k: v for name, m in image_metrics().items() if name in metrics for k, v in m.compute(compared).items()}
+        counts = ({} if n_real is None else {"n_reference": n_real}) | {"n_generated": fake_f.stats.n}
+        results = {"fid": scores.pop("fid")} | counts | scores if "fid" in scores else counts | scores  # the order genlab eval prints
         if "pr" in metrics:
-            real_pr, fake_pr = (real_f.pr, fake_f.pr) if pr_net else (real_f.pool, fake_f.pool)
-            results["precision"], results["recall"] = precision_recall(torch.cat(real_pr), torch.cat(fake_pr), pr_k)
             features = (pr_net.protocol if pr_net else {"features": self.domain.name, "dim": self.dim, "weights": self.weights_path,
                                                         "weights_sha256": self.weights_sha256} if self.domain else
                         {"features": "inception", "layer": "pool3", "dim": FEATURE_DIM, "weights": self.weights_path,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import vgg16
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.metrics.features import resize_tf1_bilinear_float32
 from genlab.metrics.inception import _sha256
 

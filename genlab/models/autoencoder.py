@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.images import interleave_rows
 from genlab.losses.reconstruction import check_kind, output_to_image, reconstruction_error
 from genlab.losses.sparsity import KINDS as SPARSITY_KINDS

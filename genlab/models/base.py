@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.losses.adversarial import AdversarialLoss, NonSaturating, Objective
 from genlab.models.phase import Phase
 
@@ -115,7 +115,7 @@ class AdversarialModel(GenerativeModel):
 
 # -- capabilities: what `genlab sample` and `genlab eval` may ask of a model ------------------
 # A model declares each by inheriting it; a sample mode or a metric names the one it needs
-# (genlab/sample.py MODES, genlab/metrics METRICS) and checks it with isinstance, never by
+# (genlab/sample.py MODES, genlab/metrics/registry.py METRICS) and checks it with isinstance, never by
 # attribute names. One signature each; the abstract methods make a model that claims a
 # capability implement all of it.
 class Reconstructs(ABC):

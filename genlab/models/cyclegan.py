@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.images import interleave_rows, match_channels
 from genlab.losses.adversarial import AdversarialLoss, LeastSquares
 from genlab.models.base import AdversarialModel, Translates, check_direction

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.images import scatter_image
 from genlab.losses.adversarial import AdversarialLoss
 from genlab.models.base import AdversarialModel, Conditional, DecodesLatents, SamplesPrior, check_unconditional, output_shape

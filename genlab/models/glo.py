@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.losses.reconstruction import laplacian_pyramid_l1
 from genlab.metrics.reconstruction import per_image_mse, psnr
 from genlab.models.base import DecodesLatents, GenerativeModel, SamplesPrior, check_unconditional, output_shape

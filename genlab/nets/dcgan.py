@@ -9,7 +9,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.nets import layers as L
 
 

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

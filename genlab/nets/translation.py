@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genlab import GenlabError
+from genlab.errors import GenlabError
 from genlab.nets import layers as L
 
 
