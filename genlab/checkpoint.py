@@ -1,6 +1,6 @@
 """Checkpoints: one file holds everything to continue bit-exactly, written atomically (the
 trainer's through CheckpointWriter), read with torch.load(weights_only=True), and its config
-checked against genlab's allow list (genlab.components) before anything is built from it:
+checked against genlab's allow list (genlab.allowlist) before anything is built from it:
 opening a file never runs code from it."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from genlab.errors import GenlabError, Interrupted
 from genlab.atomic import NoSpaceError, atomic_write, link_or_copy, remove_stale_temporaries
-from genlab.components import check_stored_config
+from genlab.allowlist import check_stored_config
 
 log = logging.getLogger(__name__)
 

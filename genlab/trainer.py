@@ -28,7 +28,7 @@ from genlab.evaluator import EvalData, Evaluator
 from genlab.losses.penalties import grad_scaler
 from genlab.metrics.registry import monitor
 from genlab.models.base import GenerativeModel
-from genlab.reporting import Reporter, flatten
+from genlab.loggers import Reporter, flatten
 
 log = logging.getLogger(__name__)
 # a loss term beyond this is diverging even while it is still finite (warned once per run)
@@ -54,8 +54,8 @@ def build_optimizers(model: GenerativeModel, optim: DictConfig, groups_cfg: Dict
     model adjusts them (`optimizer_settings`: lazy R1's Adam correction), which is logged."""
     groups = model.param_groups()
     for phase in model.phases:
-        if phase.optimizer not in groups:
-            raise GenlabError(f"phase {phase.name!r} names optimizer {phase.optimizer!r}, not a parameter group of {type(model).__name__}")
+        if phase.group not in groups:
+            raise GenlabError(f"phase {phase.name!r} names parameter group {phase.group!r}, which {type(model).__name__}.param_groups() does not have")
     overrides = OmegaConf.to_container(groups_cfg, resolve=True) if groups_cfg else {}
     unknown = set(overrides) - set(groups)
     if unknown:
@@ -246,22 +246,22 @@ class Trainer:
     def _run_phase(self, phase, batch: dict, scratch: dict) -> None:
         """One optimizer step on the phase's parameter group; every other parameter is frozen
         so no gradient leaks into another network."""
-        frozen = self._frozen[phase.optimizer]
+        frozen = self._frozen[phase.group]
         for p in frozen:
             p.requires_grad_(False)
-        opt, scaler = self.optimizers[phase.optimizer], self.scalers.get(phase.optimizer)
+        opt, scaler = self.optimizers[phase.group], self.scalers.get(phase.group)
         opt.zero_grad(set_to_none=True)
         with autocast_context(self.device, self.precision), grad_scaler(scaler):
             loss, logs = self.model.training_step(batch, phase.name, scratch)
         self._losses.append((self.step, phase.name, loss.detach()))  # checked at the next read (_check_losses)
         (scaler.scale(loss) if scaler else loss).backward()
         if self.world_size > 1:
-            distributed.average_gradients(self.groups[phase.optimizer], self.world_size)
+            distributed.average_gradients(self.groups[phase.group], self.world_size)
         prefix = "train/" if len(self.model.phases) == 1 else f"train/{phase.name}/"
         if self._grad_clip:
             if scaler:
                 scaler.unscale_(opt)
-            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.optimizer], self._grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.groups[phase.group], self._grad_clip)
             self.reporter.accumulate(prefix + "grad_norm", norm)
         if scaler:
             scaler.step(opt)

@@ -124,7 +124,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "trainer.monitor_mode": Choice(("auto", "min", "max")),
         "trainer.compile": Bool(), "trainer.channels_last": Bool(), "trainer.progress_bar": Bool(),
         "trainer.inception.batch_size": Int(min=1),
-        "trainer.inception.mode": Choice(("tf", "pytorch_fid", "clean")),
+        "trainer.inception.resize": Choice(("tf", "pytorch_fid", "clean")),
         "trainer.pr_features": Choice(("vgg16", "inception")), "trainer.vgg16.download": Bool(),
         "optim.lr": Float(gt=0),
         "optim.weight_decay": Float(min=0),
@@ -158,7 +158,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "iw_samples": Int(min=1), "use_ema": Bool(),
         "stacked_samples": Int(min=1), "class_samples": Int(min=1, null=True),
         "features": Choice(("inception", "digits", "fashion_mnist", "mnist", "cifar10")),
-        "inception.batch_size": Int(min=1), "inception.mode": Choice(("tf", "pytorch_fid", "clean")), "inception.download": Bool(),
+        "inception.batch_size": Int(min=1), "inception.resize": Choice(("tf", "pytorch_fid", "clean")), "inception.download": Bool(),
         "pr_features": Choice(("vgg16", "inception")), "vgg16.download": Bool(),
     },
     "sample": {
@@ -286,6 +286,7 @@ def check_command_line(verb: str, overrides: list[str], multirun: bool = False) 
         with_hydra.pop("hydra", None)
         tree = with_hydra
         for o in key_overrides:
+            _check_renamed(o.key_or_group)
             _check_key(o, tree, verb, OverrideType)
         resume = next((o.value() for o in key_overrides if o.key_or_group == "resume" and not o.is_sweep_override()), None)
         if verb == "train" and resume not in (None, "", "null"):
@@ -308,6 +309,16 @@ def check_command_line(verb: str, overrides: list[str], multirun: bool = False) 
         check_resolves(cfg, choices, loader)
     if verb == "train":
         check_applies(cfg, choices, overrides)
+
+
+# keys a release renamed: the old name is refused in one line that gives the new one
+RENAMED = {"inception.mode": "inception.resize", "trainer.inception.mode": "trainer.inception.resize"}
+
+
+def _check_renamed(key: str) -> None:
+    new = RENAMED.get(key.lstrip("+~"))
+    if new:
+        raise GenlabError(f"{key.lstrip('+~')} is now {new} (same values: tf, pytorch_fid, clean); give {new}=...")
 
 
 class _Options:

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from genlab.device import matmul_rate, synchronize
 from genlab.metrics.features import InceptionExtractor, onnxruntime_available, prepare
-from genlab.metrics.fid import GaussianStats, frechet_distance
+from genlab.metrics.scores import GaussianStats, frechet_distance
 from genlab.metrics.image_quality import decode_rgb
 from genlab.metrics.inception import FIDInception, fid_helper_weights, load_inception
 
@@ -209,7 +209,7 @@ def main() -> None:
             rate = 2 * args.images / seconds
             print(f"  {label:54} {rate:8.2f} {rate * flop_per_image / 1e9:8.1f} {100 * rate * flop_per_image / peak:6.1f}% "
                   f"{rate / pytorch_fid_rate:13.2f}x {fids[label]:10.4f} {(fids[label] - eager) / eager:+9.1e}")
-        print("  (pytorch-fid resizes with F.interpolate: its FID is compared with genlab inception.mode=pytorch_fid below)")
+        print("  (pytorch-fid resizes with F.interpolate: its FID is compared with genlab inception.resize=pytorch_fid below)")
 
     if not args.skip_cli:
         env = {**os.environ, "TORCH_HOME": str(tmp / "torch"), "GENLAB_CACHE": str(tmp / "genlab-cache")}
@@ -218,7 +218,7 @@ def main() -> None:
                   f"inception.batch_size={args.batch}", f"device={args.device}"]
         rows = []
         for label, extra in (("genlab eval (tf mode, cold cache)", []), ("genlab eval (tf mode, reference statistics cached)", []),
-                             ("genlab eval inception.mode=pytorch_fid", ["inception.mode=pytorch_fid"])):
+                             ("genlab eval inception.resize=pytorch_fid", ["inception.resize=pytorch_fid"])):
             out = tmp / f"eval{len(rows)}.json"
             rows.append((label, *run_command([py, "-m", "genlab.cli", "eval", *common, *extra, f"out={out}"], env, json_out=out)))
         rows.append(("python -m pytorch_fid", *run_command([py, "-m", "pytorch_fid", str(fake_dir), str(real_dir), "--device", args.device,
@@ -235,7 +235,7 @@ def main() -> None:
             print(f"  {label:52} {seconds:8.1f} {base / seconds:17.2f}x {fid:10.4f} {'' if startup is None else f'{startup:.1f}':>17}")
         fid_of = {label: fid for label, _, fid, _ in rows}
         print(f"  agreement: genlab tf vs torch-fidelity {abs(fid_of['genlab eval (tf mode, cold cache)'] / fid_of['torch-fidelity fidelity --fid'] - 1):.1e}, "
-              f"genlab pytorch_fid vs pytorch-fid {abs(fid_of['genlab eval inception.mode=pytorch_fid'] / fid_of['python -m pytorch_fid'] - 1):.1e} (relative)")
+              f"genlab pytorch_fid vs pytorch-fid {abs(fid_of['genlab eval inception.resize=pytorch_fid'] / fid_of['python -m pytorch_fid'] - 1):.1e} (relative)")
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ def evaluate(metrics: list[str], seed: int, args, ckpt: Path | None = None, fake
     from genlab import evaluate as genlab_eval
 
     n = args.fid_samples
-    overrides = [f"seed={seed}", f"n_samples={n}", f"n_real={n}", f"inception.mode={args.inception_mode}", "inception.download=false",
+    overrides = [f"seed={seed}", f"n_samples={n}", f"n_real={n}", f"inception.resize={args.inception_mode}", "inception.download=false",
                  f"out={out}", f"features={features}", f"metrics=[{','.join(metrics)}]"]
     if "nll" in metrics:
         overrides += [f"iw_samples={args.iw_samples}", f"max_images={args.nll_images}"]

@@ -67,7 +67,7 @@ def test_trainer_configs_set_only_the_default_trainer_keys(name, make_cfg):
 
 @pytest.mark.parametrize("name", options("logger"))
 def test_logger_configs_name_known_sinks_and_give_each_its_options(name, make_cfg):
-    from genlab.reporting import SINKS, sink_names
+    from genlab.loggers import SINKS, sink_names
 
     logger = make_cfg("train", [f"logger={name}"]).logger
     names = sink_names(logger)

@@ -124,7 +124,7 @@ def check_phase_isolation(trainer, batch):
     model = trainer.model
     ctx = {"step": 0}
     for phase in model.phases:
-        own = {id(p) for p in trainer.groups[phase.optimizer]}
+        own = {id(p) for p in trainer.groups[phase.group]}
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         for p in model.parameters():
             p.grad = None

@@ -2,7 +2,7 @@
 (an AdversarialModel subclass in a module of one's own, its YAML in an extra config folder
 on Hydra's search path) and an adversarial objective (an Objective subclass and its loss
 YAML) train through genlab.train.run with no edit of genlab; a checkpoint of them reads back
-through the allow list only once genlab.components.register names them."""
+through the allow list only once genlab.allowlist.register names them."""
 
 import json
 import re
@@ -13,7 +13,7 @@ import torch
 
 import genlab
 from genlab import GenlabError, checkpoint, components
-from genlab.components import ALLOWED_TARGETS, register
+from genlab.allowlist import ALLOWED_TARGETS, register
 from genlab.train import run
 
 FAMILY = '''
@@ -182,14 +182,14 @@ def test_register_takes_component_classes_only(monkeypatch):
         pass
 
     for thing in (dict, print, Local):
-        with pytest.raises(GenlabError, match=r"^genlab.components.register takes classes defined at module level that derive from genlab.models.base.GenerativeModel"):
+        with pytest.raises(GenlabError, match=r"^genlab.allowlist.register takes classes defined at module level that derive from genlab.models.base.GenerativeModel"):
             register(thing)
     assert not components._registered
 
 
 def test_the_cli_trains_an_extension_on_the_search_path_and_reads_it_back_once_a_package_declares_it(extension, tmp_path):
     """From the command line: hydra.searchpath adds the folders' options; eval, sample and resume
-    read the run back once an installed package lists the classes under the genlab.components
+    read the run back once an installed package lists the classes under the genlab.allowlist
     entry point group (here a dist-info folder on PYTHONPATH), and refuse it in one line before."""
     import os
     import subprocess
@@ -213,7 +213,7 @@ def test_the_cli_trains_an_extension_on_the_search_path_and_reads_it_back_once_a
     dist = tmp_path / "code" / "throwaway_family-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: throwaway-family\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[genlab.components]\nFlatGAN = throwaway_family:FlatGAN\nSquaredHinge = throwaway_family:SquaredHinge\n")
+    (dist / "entry_points.txt").write_text("[genlab.allowlist]\nFlatGAN = throwaway_family:FlatGAN\nSquaredHinge = throwaway_family:SquaredHinge\n")
     proc = genlab_cli("sample", f"ckpt={run_dir}", "modes=[prior]", "n=4")
     assert proc.returncode == 0, proc.stderr
     assert (run_dir / "samples" / "last" / "prior.png").is_file()

@@ -23,7 +23,7 @@ from PIL import Image
 
 from genlab import GenlabError, RunError, checkpoint, evaluate, export, sample, train
 from genlab import load as genlab_load
-from genlab.components import ALLOWED_TARGETS
+from genlab.allowlist import ALLOWED_TARGETS
 from genlab.validation import check_command_line
 
 QUIET = ["trainer.progress_bar=false", "logger=jsonl"]
@@ -198,6 +198,10 @@ def test_every_shipped_target_is_on_the_allow_list():
         (["trainer.ema_decay=1.5"], "trainer.ema_decay=1.5 is out of range; give a number >= 0 and < 1"),
         (["optim.betas=[0.5]"], "optim.betas=[0.5] is not two numbers in [0, 1)"),
         (["trainer.precision=16"], "trainer.precision=16 is not one of 32, bf16, fp16"),
+        # a renamed key: the old name gives the new one
+        (["trainer.inception.mode=clean"], "trainer.inception.mode is now trainer.inception.resize (same values: tf, pytorch_fid, clean); "
+                                           "give trainer.inception.resize=..."),
+        (["trainer.inception.resize=bilinear"], "trainer.inception.resize='bilinear' is not one of tf, pytorch_fid, clean"),
         (["trainer.max_step=3"], "unknown key trainer.max_step (in trainer.max_step=3); did you mean trainer.max_steps?"),
         (["+trainer.max_step=3"], "+trainer.max_step=3 adds a key that nothing reads; did you mean trainer.max_steps?"),
         (["+trainer.max_steps=3"], "trainer.max_steps is already a key of the train config; set it without the +"),

@@ -12,7 +12,7 @@ from genlab import GenlabError
 from genlab.data.digits import Digits
 from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare, resize_tf1_bilinear
-from genlab.metrics.fid import GaussianStats, frechet_distance, frechet_distance_sqrtm, inception_score, kernel_inception_distance, precision_recall
+from genlab.metrics.scores import GaussianStats, frechet_distance, frechet_distance_sqrtm, inception_score, kernel_inception_distance, precision_recall
 from genlab.metrics.image_quality import ImageQuality, Source
 from genlab.metrics.inception import FIDInception, fid_helper_weights, load_inception
 

@@ -17,7 +17,7 @@ from genlab import GenlabError
 from genlab.data.digits import Digits
 from genlab.images import to_uint8
 from genlab.metrics import vgg16
-from genlab.metrics.fid import precision_recall
+from genlab.metrics.scores import precision_recall
 from genlab.metrics.image_quality import ImageQuality, Source
 from genlab.metrics.inception import FIDInception
 

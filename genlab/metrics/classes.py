@@ -149,7 +149,7 @@ def image_quality_for(cfg, device, image_size: int, progress: bool = True):
     from genlab.metrics.image_quality import ImageQuality
 
     inc, vgg = cfg.inception, cfg.get("vgg16") or {}
-    return ImageQuality(inc.weights, inc.mode, device, int(inc.batch_size), bool(inc.download), progress=progress, runtime=inc.get("runtime", "auto"),
+    return ImageQuality(inc.weights, inc.resize, device, int(inc.batch_size), bool(inc.download), progress=progress, runtime=inc.get("runtime", "auto"),
                         precision=str(inc.get("precision", "32")), workers=inc.get("workers"), pr_features=str(cfg.get("pr_features", "vgg16")),
                         pr_weights=vgg.get("weights"), pr_download=bool(vgg.get("download", True)),
                         extractor=extractor(cfg.get("features") or "inception", image_size, device))

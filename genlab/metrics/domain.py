@@ -136,7 +136,7 @@ def cached(name: str, image_size: int) -> list[Path]:
 
 
 def load_classifier(path: Path, device: torch.device | str = "cpu") -> DomainNet:
-    from genlab.components import check_stored_config
+    from genlab.allowlist import check_stored_config
     from genlab.config import build
     from omegaconf import OmegaConf
 

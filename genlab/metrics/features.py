@@ -78,7 +78,7 @@ def prepare(images: Tensor, mode: str) -> Tensor:
     if mode == "clean":
         x = _pil_bicubic(images).to(images.device) if images.shape[-1] != SIZE else images.float()
         return (x - 128) / 128
-    raise GenlabError(f"inception.mode={mode!r} is not one of {', '.join(MODES)}")
+    raise GenlabError(f"inception.resize={mode!r} is not one of {', '.join(MODES)}")
 
 
 RUNTIMES = ("auto", "torch", "onnxruntime")
@@ -120,7 +120,7 @@ class InceptionExtractor:
     def __init__(self, net, mode: str, device: torch.device, has_logits: bool, runtime: str = "auto", precision: str = "32",
                  channels_last: bool = True):
         if mode not in MODES:
-            raise GenlabError(f"inception.mode={mode!r} is not one of {', '.join(MODES)}")
+            raise GenlabError(f"inception.resize={mode!r} is not one of {', '.join(MODES)}")
         precision = str(precision)
         self.runtime = choose_runtime(runtime, device, precision)
         self.mode, self.device, self.has_logits, self.precision = mode, device, has_logits, precision

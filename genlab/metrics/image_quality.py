@@ -25,7 +25,7 @@ from genlab.data.transforms import load_image
 from genlab.device import cores
 from genlab.images import to_uint8
 from genlab.metrics.features import InceptionExtractor, prepare
-from genlab.metrics.fid import GaussianStats
+from genlab.metrics.scores import GaussianStats
 from genlab.metrics.image_metrics import Compared
 from genlab.metrics.inception import find_weights, load_inception
 from genlab.metrics.registry import image_metrics

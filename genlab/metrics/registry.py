@@ -151,7 +151,7 @@ def monitor(t, model_monitor: tuple[str, str] | None) -> tuple[str, str] | None:
 def model_monitor(model_cfg) -> tuple[str, str] | None:
     """The `monitor` a genlab model class declares, read from its config's _target_ (only
     genlab's own classes, by the allow list: the config may come from disk)."""
-    from genlab.components import ALLOWED_TARGETS
+    from genlab.allowlist import ALLOWED_TARGETS
 
     target = str((model_cfg or {}).get("_target_", ""))
     if target not in ALLOWED_TARGETS:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 class Phase:
     """One optimisation phase of a training step.
 
-    name: "main", "d", "g", "d_reg", ...; optimizer: key into `param_groups()`;
+    name: "main", "d", "g", "d_reg", ...; group: the parameter group it steps, a key into
+    `param_groups()` (and so the optimizer built for that group);
     every: run on steps where step % every == 0 (lazy R1: 16); repeats: run k times per
     step, each repeat after the first on a fresh batch (WGAN n_critic: 5), or a function of
     the step giving k (WGAN's 100 critic steps early on and every 500th step);
@@ -20,7 +21,7 @@ class Phase:
     """
 
     name: str
-    optimizer: str
+    group: str
     every: int = 1
     repeats: int | Callable[[int], int] = 1
     start: int = 0

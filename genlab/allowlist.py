@@ -8,7 +8,7 @@ exact name, and only when it names:
 - one of the functions and torch optimizers in NAMED;
 - a class of the user's own (a model family, objective, network or data set) that their code
   registered with `register`, or that an installed package of theirs declares under the
-  `genlab.components` entry point group (`FlatGAN = "mypkg.models:FlatGAN"`), which is how
+  `genlab.allowlist` entry point group (`FlatGAN = "mypkg.models:FlatGAN"`), which is how
   the CLI's eval, sample, export and resume read such a run back.
 
 Nothing is trusted by prefix: genlab.checkpoint.os.system, torch.load, a helper class of a
@@ -81,10 +81,10 @@ def _derived() -> frozenset[str]:
 
 @functools.cache
 def _declared() -> frozenset[str]:
-    """The classes installed packages declare under the genlab.components entry point group, by name (nothing is imported)."""
+    """The classes installed packages declare under the genlab.allowlist entry point group, by name (nothing is imported)."""
     from importlib.metadata import entry_points
 
-    return frozenset(ep.value.replace(":", ".") for ep in entry_points(group="genlab.components"))
+    return frozenset(ep.value.replace(":", ".") for ep in entry_points(group="genlab.allowlist"))
 
 
 class AllowList(Set):
@@ -117,7 +117,7 @@ def register(*classes: type) -> None:
     bases = tuple(base for package in COMPONENT_BASES for base in _bases(package))
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, bases)) or "<" in cls.__qualname__:
-            raise GenlabError(f"genlab.components.register takes classes defined at module level that derive from "
+            raise GenlabError(f"genlab.allowlist.register takes classes defined at module level that derive from "
                               f"{', '.join(n for names in COMPONENT_BASES.values() for n in names)}; got {cls!r}")
         _registered.add(f"{cls.__module__}.{cls.__qualname__}")
 
