@@ -160,6 +160,35 @@ def test_gan_ring8_with_wgan_swaps_the_experiments_adam_for_gan_toy_pys_rmsprop(
     assert (dropped._target_, dropped.lr, list(dropped.betas)) == ("torch.optim.Adam", 1e-3, [0.5, 0.999])
 
 
+PER_LOSS_FILES = sorted((exp.name, f.name.removesuffix(".yaml")) for exp in CONFIGS.joinpath("experiment_loss").iterdir() for f in exp.iterdir())
+
+
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every non-null leaf a config file sets, its defaults list aside."""
+    from omegaconf import DictConfig
+
+    for key, value in node.items():
+        if key == "defaults" or value is None:
+            continue
+        if isinstance(value, DictConfig):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("experiment,loss", PER_LOSS_FILES)
+def test_each_per_loss_file_is_picked_for_its_loss_and_dropped_by_tilde(experiment, loss, make_cfg):
+    """Every value the file sets is in the composed config of experiment + loss, and is not there with ~experiment_loss."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.load(CONFIGS.joinpath("experiment_loss", experiment, f"{loss}.yaml"))
+    cfg = make_cfg("train", [f"experiment={experiment}", f"loss={loss}"], fast=False)
+    dropped = make_cfg("train", [f"experiment={experiment}", f"loss={loss}", "~experiment_loss"], fast=False)
+    assert cfg != dropped
+    for key, value in _leaves(own):
+        assert OmegaConf.select(cfg, key) == value and OmegaConf.select(dropped, key) != value, key
+
+
 def test_a_loss_without_toy_settings_gets_the_experiments_own(make_cfg):
     cfg = make_cfg("train", ["experiment=gan_ring8", "loss=hinge"], fast=False)
     assert (cfg.optim.lr, list(cfg.optim.betas)) == (1e-3, [0.5, 0.999])
