@@ -189,10 +189,18 @@ def test_each_per_loss_file_is_picked_for_its_loss_and_dropped_by_tilde(experime
         assert OmegaConf.select(cfg, key) == value and OmegaConf.select(dropped, key) != value, key
 
 
+@pytest.mark.parametrize("loss", ["hinge", "ragan", "rahinge"])
+def test_gan_ring8_with_hinge_and_the_relativistic_losses_gets_gan_toy_pys_adam_betas(loss, make_cfg):
+    """Adam betas (0.5, 0.9) of gan_toy.py at the experiment's lr 1e-3, one discriminator step, the loss untouched."""
+    cfg = make_cfg("train", ["experiment=gan_ring8", f"loss={loss}"], fast=False)
+    assert (cfg.optim._target_, cfg.optim.lr, list(cfg.optim.betas), cfg.loss.n_critic) == ("torch.optim.Adam", 1e-3, [0.5, 0.9], 1)
+    assert cfg.loss == make_cfg("train", ["model=gan_mlp", f"loss={loss}"], fast=False).loss
+
+
 def test_a_loss_without_toy_settings_gets_the_experiments_own(make_cfg):
-    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=hinge"], fast=False)
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=lsgan"], fast=False)
     assert (cfg.optim.lr, list(cfg.optim.betas)) == (1e-3, [0.5, 0.999])
-    assert cfg.loss == make_cfg("train", ["model=gan_mlp", "loss=hinge"], fast=False).loss
+    assert cfg.loss == make_cfg("train", ["model=gan_mlp", "loss=lsgan"], fast=False).loss
 
 
 def test_the_command_line_wins_over_the_per_loss_settings(make_cfg):
@@ -212,5 +220,5 @@ def test_a_run_records_the_per_loss_settings_only_where_they_exist():
     from genlab.config import applied_choices
 
     assert applied_choices({"experiment": "gan_ring8", "loss": "wgan_gp", "experiment_loss": "gan_ring8/wgan_gp"})["experiment_loss"] == "gan_ring8/wgan_gp"
-    assert "experiment_loss" not in applied_choices({"experiment": "gan_ring8", "loss": "hinge", "experiment_loss": "gan_ring8/hinge"})
+    assert "experiment_loss" not in applied_choices({"experiment": "gan_ring8", "loss": "lsgan", "experiment_loss": "gan_ring8/lsgan"})
     assert "experiment_loss" not in applied_choices({"experiment": None, "loss": "default", "experiment_loss": "None/default"})
