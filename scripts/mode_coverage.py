@@ -43,8 +43,9 @@ BENCHMARKS = {
 def coverage(data: str, loss: str, steps: int, seed: int, run_dir: Path, samples: int, overrides: list[str]) -> tuple[str, str, float]:
     """Train one (data, loss) run into run_dir and evaluate it: (modes column, second column, train wall s)."""
     experiment, metric, _, _ = BENCHMARKS[data]
+    # the trainer's own validation (d_real, d_fake) is not in the table: one batch of it, not a whole stacked split
     train_overrides = [f"experiment={experiment}", f"data={data}", f"loss={loss}", f"trainer.max_steps={steps}", f"trainer.seed={seed}",
-                       "trainer.progress_bar=false", "logger=jsonl", *overrides]
+                       "trainer.progress_bar=false", "logger=jsonl", "trainer.eval_batches=1", *overrides]
     with initialize_config_module(config_module="genlab.configs", version_base=None):
         cfg = compose("train", overrides=train_overrides)
         eval_cfg = compose("eval", overrides=[f"ckpt={run_dir}", f"metrics=[{metric}]", f"stacked_samples={samples}"])
