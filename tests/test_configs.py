@@ -164,10 +164,47 @@ def test_gan_ring8_with_wgan_swaps_the_experiments_adam_for_gan_toy_pys_rmsprop(
     assert (dropped._target_, dropped.lr, list(dropped.betas)) == ("torch.optim.Adam", 1e-3, [0.5, 0.999])
 
 
+PER_LOSS_FILES = sorted((exp.name, f.name.removesuffix(".yaml")) for exp in CONFIGS.joinpath("experiment_loss").iterdir() for f in exp.iterdir())
+
+
+def _leaves(node, prefix=""):
+    """(dotted key, value) of every non-null leaf a config file sets, its defaults list aside."""
+    from omegaconf import DictConfig
+
+    for key, value in node.items():
+        if key == "defaults" or value is None:
+            continue
+        if isinstance(value, DictConfig):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("experiment,loss", PER_LOSS_FILES)
+def test_each_per_loss_file_is_picked_for_its_loss_and_dropped_by_tilde(experiment, loss, make_cfg):
+    """Every value the file sets is in the composed config of experiment + loss, and is not there with ~experiment_loss."""
+    from omegaconf import OmegaConf
+
+    own = OmegaConf.load(CONFIGS.joinpath("experiment_loss", experiment, f"{loss}.yaml"))
+    cfg = make_cfg("train", [f"experiment={experiment}", f"loss={loss}"], fast=False)
+    dropped = make_cfg("train", [f"experiment={experiment}", f"loss={loss}", "~experiment_loss"], fast=False)
+    assert cfg != dropped
+    for key, value in _leaves(own):
+        assert OmegaConf.select(cfg, key) == value and OmegaConf.select(dropped, key) != value, key
+
+
+@pytest.mark.parametrize("loss", ["hinge", "ragan", "rahinge"])
+def test_gan_ring8_with_hinge_and_the_relativistic_losses_gets_gan_toy_pys_adam_betas(loss, make_cfg):
+    """Adam betas (0.5, 0.9) of gan_toy.py at the experiment's lr 1e-3, one discriminator step, the loss untouched."""
+    cfg = make_cfg("train", ["experiment=gan_ring8", f"loss={loss}"], fast=False)
+    assert (cfg.optim._target_, cfg.optim.lr, list(cfg.optim.betas), cfg.loss.n_critic) == ("torch.optim.Adam", 1e-3, [0.5, 0.9], 1)
+    assert cfg.loss == make_cfg("train", ["model=gan_mlp", f"loss={loss}"], fast=False).loss
+
+
 def test_a_loss_without_toy_settings_gets_the_experiments_own(make_cfg):
-    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=hinge"], fast=False)
+    cfg = make_cfg("train", ["experiment=gan_ring8", "loss=lsgan"], fast=False)
     assert (cfg.optim.lr, list(cfg.optim.betas)) == (1e-3, [0.5, 0.999])
-    assert cfg.loss == make_cfg("train", ["model=gan_mlp", "loss=hinge"], fast=False).loss
+    assert cfg.loss == make_cfg("train", ["model=gan_mlp", "loss=lsgan"], fast=False).loss
 
 
 def test_the_command_line_wins_over_the_per_loss_settings(make_cfg):
@@ -187,5 +224,5 @@ def test_a_run_records_the_per_loss_settings_only_where_they_exist():
     from genlab.config import applied_choices
 
     assert applied_choices({"experiment": "gan_ring8", "loss": "wgan_gp", "experiment_loss": "gan_ring8/wgan_gp"})["experiment_loss"] == "gan_ring8/wgan_gp"
-    assert "experiment_loss" not in applied_choices({"experiment": "gan_ring8", "loss": "hinge", "experiment_loss": "gan_ring8/hinge"})
+    assert "experiment_loss" not in applied_choices({"experiment": "gan_ring8", "loss": "lsgan", "experiment_loss": "gan_ring8/lsgan"})
     assert "experiment_loss" not in applied_choices({"experiment": None, "loss": "default", "experiment_loss": "None/default"})
