@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import genlab
-from genlab import GenlabError, checkpoint, components
+from genlab import GenlabError, allowlist, checkpoint
 from genlab.allowlist import ALLOWED_TARGETS, register
 from genlab.train import run
 
@@ -111,7 +111,7 @@ def extension(tmp_path, monkeypatch):
         (tmp_path / "configs" / group).mkdir(parents=True)
         (tmp_path / "configs" / group / f"{name}.yaml").write_text(text)
     monkeypatch.syspath_prepend(str(tmp_path / "code"))
-    monkeypatch.setattr(components, "_registered", set())
+    monkeypatch.setattr(allowlist, "_registered", set())
     return [f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "model=flat_gan", "loss=squared_hinge"]
 
 
@@ -163,7 +163,7 @@ def _read_unchecked(run_dir):
 def test_the_derived_allow_list_holds_genlab_components_only(monkeypatch):
     from test_contract import TwoPlayer
 
-    monkeypatch.setattr(components, "_registered", set())
+    monkeypatch.setattr(allowlist, "_registered", set())
     assert {"genlab.models.gan.GAN", "genlab.losses.adversarial.Hinge", "genlab.nets.mlp.MLP", "genlab.data.digits.Digits"} <= ALLOWED_TARGETS
     # genlab classes that are no component, names through a module's imports, other code
     for name in ("genlab.models.cyclegan.ImagePool", "genlab.trainer.Trainer", "genlab.checkpoint.os.system", "genlab.models.gan.torch.load",
@@ -176,7 +176,7 @@ def test_the_derived_allow_list_holds_genlab_components_only(monkeypatch):
 def test_register_takes_component_classes_only(monkeypatch):
     from torch import nn
 
-    monkeypatch.setattr(components, "_registered", set())
+    monkeypatch.setattr(allowlist, "_registered", set())
 
     class Local(nn.Module):
         pass
@@ -184,7 +184,7 @@ def test_register_takes_component_classes_only(monkeypatch):
     for thing in (dict, print, Local):
         with pytest.raises(GenlabError, match=r"^genlab.allowlist.register takes classes defined at module level that derive from genlab.models.base.GenerativeModel"):
             register(thing)
-    assert not components._registered
+    assert not allowlist._registered
 
 
 def test_the_cli_trains_an_extension_on_the_search_path_and_reads_it_back_once_a_package_declares_it(extension, tmp_path):
