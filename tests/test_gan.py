@@ -1,4 +1,4 @@
-"""The GAN family's math pinned to hand-computed values, its schedule, GLO, and a check that
+"""The GAN family's math pinned to hand-computed values (every objective on one pair of logits), its schedule, GLO, and a check that
 the adversarial game really trains (mode coverage on ring8)."""
 
 import math
@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from genlab import train
-from genlab.losses.adversarial import FeatureMatching, Hinge, LeastSquares, Minimax, NonSaturating, Wasserstein
+from genlab.losses.adversarial import (FeatureMatching, Hinge, LeastSquares, Minimax, NonSaturating, RelativisticAverage, RelativisticHinge,
+                                       Wasserstein)
 from genlab.losses.penalties import gradient_penalty, r1_penalty
 from genlab.losses.reconstruction import laplacian_pyramid, laplacian_pyramid_l1
 from genlab.metrics.modes import mode_coverage
@@ -19,6 +20,7 @@ from genlab.nets.mlp import MLPDiscriminator, MLPGenerator
 
 REAL, FAKE = torch.tensor([1.0, -2.0]), torch.tensor([0.5, -1.0])
 sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+softplus = lambda v: math.log1p(math.exp(v))  # noqa: E731
 
 
 def test_minimax_and_non_saturating_values():
@@ -39,6 +41,20 @@ def test_wasserstein_hinge_and_least_squares_values():
     assert LeastSquares().g(None, FAKE).item() == pytest.approx((0.25 + 4) / 2)
     assert LeastSquares(half=True).d(REAL, FAKE).item() == pytest.approx(0.5 * (0 + 9) / 2 + 0.5 * (0.25 + 1) / 2)
     assert LeastSquares(half=True).g(None, FAKE).item() == pytest.approx(0.5 * (0.25 + 4) / 2)
+
+
+def test_relativistic_average_gan_values():
+    # C(x_r) - E C(x_f) = [1.25, -1.75]; C(x_f) - E C(x_r) = [1.0, -0.5]
+    r, f = [1.25, -1.75], [1.0, -0.5]
+    d = sum(softplus(-v) for v in r) / 2 + sum(softplus(v) for v in f) / 2
+    g = sum(softplus(-v) for v in f) / 2 + sum(softplus(v) for v in r) / 2
+    assert RelativisticAverage().d(REAL, FAKE).item() == pytest.approx(d, rel=1e-6)
+    assert RelativisticAverage().g(REAL, FAKE).item() == pytest.approx(g, rel=1e-6)
+
+
+def test_relativistic_hinge_values():
+    assert RelativisticHinge().d(REAL, FAKE).item() == pytest.approx((0 + 2.75) / 2 + (2.0 + 0.5) / 2)
+    assert RelativisticHinge().g(REAL, FAKE).item() == pytest.approx((0 + 1.5) / 2 + (2.25 + 0) / 2)
 
 
 def test_feature_matching_matches_batch_means():
