@@ -48,7 +48,7 @@ def as_trial(run: Callable[[DictConfig], dict]) -> Callable[[DictConfig], object
     objective's final value as a float; a run that diverges, stops on a signal or lacks the
     metric is a failed trial (one line in the log) and the sweep goes on. Under Slurm a run
     stopped by a signal exits with 128 + signal, as a single run does, so that the job is
-    requeued and resumes (see own_checkpoint)."""
+    requeued and resumes (train.run continues the last.pt its run directory holds)."""
 
     def trial(cfg: DictConfig):
         if not in_multirun():
@@ -85,24 +85,6 @@ def _failed(reason: str, run_dir: str | os.PathLike | None = None) -> FailedTria
         runstatus.ended(run_dir, "failed", reason=reason)
     return FailedTrial(reason)
 
-
-def own_checkpoint(run_dir: Path, cfg: DictConfig) -> tuple[dict, Path] | None:
-    """(state, path) of the last.pt that a sweep job's own run directory already holds from
-    the very same config, else None: a Slurm job requeued after preemption (or a sweep re-run
-    into the same hydra.sweep.dir) continues where it stopped instead of starting over."""
-    from genlab import checkpoint
-
-    last = Path(run_dir) / "checkpoints" / "last.pt"
-    if not (in_multirun() and last.is_file()):
-        return None
-    state, path = checkpoint.load(last)
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("resume", None)
-    if state.get("config") != container:
-        log.warning("%s was saved with another config; this job starts afresh", path)
-        return None
-    log.info("this job's run directory holds %s (step %d) from the same config: continuing it", path, state["step"])
-    return state, path
 
 
 class SweepCallback(Callback):

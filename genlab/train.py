@@ -13,8 +13,8 @@ from genlab.errors import GenlabError
 from genlab.config import applied_choices, build, resume_config, seed_everything
 from genlab.data.loading import TrainStream, eval_loader
 from genlab.device import share_cores
-from genlab.sweep import own_checkpoint
 from genlab.evaluator import EvalData
+from genlab.loggers import flatten
 from genlab.metrics.registry import image_metrics
 from genlab.trainer import RunRecord, Trainer, build_optimizers, build_schedulers, total_steps
 from genlab.validation import check_applies, check_trainer_options, check_values
@@ -49,8 +49,8 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         cfg = resume_config(state["config"], saved_choices, overrides)
         choices = saved_choices
         resume = (state, path)
-    else:  # a requeued sweep job (Slurm preemption) continues the run its directory holds
-        resume = own_checkpoint(run_dir, cfg)
+    else:  # a run directory that already holds a run: continue it, or refuse
+        resume = _run_dir_checkpoint(run_dir, cfg)
     talks = distributed.world()[0] == 0  # rank 0 writes the run's status.json
     trainer = None
     try:
@@ -80,6 +80,28 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike | None = None, overrides: li
         result["step"], _fmt(result["train"]), _fmt(result["val"]), result["checkpoint"], result["wall_s"],
     )
     return result
+
+
+def _run_dir_checkpoint(run_dir: Path, cfg: DictConfig) -> tuple[dict, Path] | None:
+    """(state, path) of the last.pt the run directory already holds from the very same config:
+    the run continues where it stopped (a Slurm job requeued after preemption, a sweep or
+    `make demo` run again into the same directory; a finished run has nothing left to do).
+    A last.pt of another config is refused, since training afresh would overwrite that
+    run's checkpoints and mix two runs in its metrics.jsonl."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return None
+    state, path = checkpoint.load(last)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("resume", None)
+    if state.get("config") != container:
+        saved, now = flatten(state.get("config") or {}), flatten(container)
+        changed = sorted(k for k in saved.keys() | now.keys() if saved.get(k) != now.get(k))
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise GenlabError(f"{run_dir} already holds a run of another config (step {state['step']}; differs in {shown or 'its layout'}): "
+                          f"give resume={run_dir} with your overrides to continue it, or a new hydra.run.dir (hydra.sweep.dir for a sweep)")
+    log.info("this run directory holds %s (step %d) from the same config: continuing it", path, state["step"])
+    return state, path
 
 
 def build_trainer(cfg: DictConfig, model, run_dir: str | os.PathLike, choices: dict | None = None) -> Trainer:

@@ -33,6 +33,8 @@ import json
 import math
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -211,16 +213,28 @@ def evaluate_row(name: str, seed: int, args, out_dir: Path, **source) -> dict:
             "eval_wall_s": round(time.perf_counter() - start, 2)}
 
 
+def fresh_run_dir(root: Path, name: str, seed: int) -> Path:
+    """The (row, seed)'s run directory, emptied first when an interrupted sitting left one (its
+    result was never recorded): the row trains again from scratch, so that its wall time is whole."""
+    run_dir = root / "runs" / f"{name}_seed{seed}"
+    if run_dir.exists():
+        print(f"{run_dir}: left by an interrupted sitting, removed; the row trains again from step 0", flush=True)
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
 def run_genlab(name: str, seed: int, root: Path, sets: dict[str, Path], args) -> dict:
     from genlab import train
     from genlab.report import load_run
 
-    run_dir = root / "runs" / f"{name}_seed{seed}"
+    run_dir = fresh_run_dir(root, name, seed)
     overrides = train_overrides(name, seed, run_dir, sets, args)
     cfg = compose("train", overrides)
     start = time.perf_counter()
     result = train.run(cfg, run_dir=run_dir, overrides=[])
     train_s = time.perf_counter() - start
+    if result["interrupted"]:  # the trainer saved and returned on the signal: the sitting ends, nothing is recorded
+        sys.exit(f"{name} seed {seed}: training stopped by {result['interrupted']} at step {result['step']}; nothing recorded for it")
     load = os.getloadavg()[0]
     run = load_run(run_dir)
     batch = int(cfg.data.batch_size)
@@ -254,8 +268,8 @@ def run_reference(name: str, seed: int, root: Path, sets: dict[str, Path], args)
         raise FileNotFoundError(f"{main_py} not found: fetch pytorch/examples and give --reference-dir <its root>")
     b = budget(name, args)
     epochs = max(1, round(b["steps"] / FMNIST_STEPS_PER_EPOCH)) if not args.smoke else 1
-    run_dir = root / "runs" / f"{name}_seed{seed}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = fresh_run_dir(root, name, seed)
+    run_dir.mkdir(parents=True)
     cmd = [sys.executable, str(main_py), "--dataset", "folder", "--dataroot", str(sets["folder"] / "train"), "--batchSize", "128",
            "--niter", str(epochs), "--manualSeed", str(seed + 1), "--outf", str(run_dir), "--workers", "0" if args.smoke else "2"]
     start = time.perf_counter()
@@ -403,6 +417,9 @@ def main() -> None:
     print(f"estimated {total / 3600:.1f} h in all (reference statistics once more per data set; 2-core CPU, OMP_NUM_THREADS=1)", flush=True)
     if args.dry_run:
         return
+    # a SIGTERM ends the sitting as Ctrl-C does: the row in progress is not recorded, and a
+    # reference's training process is killed with it (subprocess.run kills its child on an exception)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("stopped by SIGTERM; the row in progress is not recorded"))
     sets = build_sets(Path(args.cache), SMOKE["train_images"] if args.smoke else None)
     for name, seed in todo:
         print(f"== {name} seed {seed}", flush=True)

@@ -1,6 +1,7 @@
 """Exact resume: 2 steps + resume + 2 steps == 4 straight steps, bit for bit; checkpoints
 written atomically and left loadable by a crash or a signal."""
 
+import json
 import os
 import signal
 import subprocess
@@ -82,6 +83,26 @@ def test_resume_keeps_the_runs_model(make_cfg, tmp_path):
     train.run(make_cfg("train", ["model=ae", "trainer.max_steps=1"]), run_dir=tmp_path)
     with pytest.raises(GenlabError, match="trained with model=None|trained with model="):
         train.run(make_cfg("train", [f"resume={tmp_path}", "model=vae"]), run_dir=tmp_path, overrides=["model=vae"])
+
+
+def test_a_run_directory_holding_a_run_continues_it_or_refuses_another_config(make_cfg, tmp_path):
+    """Training again into a directory with a last.pt (`make demo` twice, a fixed
+    hydra.run.dir) continues the same config's run instead of overwriting its checkpoints and
+    appending a second run to its metrics.jsonl; another config is refused and the finished
+    run is left as it was."""
+    overrides = ["model=ae", "trainer.max_steps=2", *CADENCE]
+    train.run(make_cfg("train", overrides), run_dir=tmp_path)
+    before = final_state(tmp_path)
+    log_before = (tmp_path / "metrics.jsonl").read_text()
+    again = train.run(make_cfg("train", overrides), run_dir=tmp_path)
+    assert again["step"] == 2
+    assert_same_state(before, final_state(tmp_path))
+    assert [r["event"] for r in json.loads((tmp_path / "status.json").read_text())["history"]] == ["started", "resumed"]
+    with pytest.raises(GenlabError, match=rf"^{tmp_path} already holds a run of another config \(step 2; differs in model.recon_loss, "
+                                          rf"trainer.max_steps\): give resume={tmp_path} with your overrides"):
+        train.run(make_cfg("train", ["model=ae", "model.recon_loss=l1", "trainer.max_steps=3", *CADENCE]), run_dir=tmp_path)
+    assert_same_state(before, final_state(tmp_path))
+    assert (tmp_path / "metrics.jsonl").read_text().startswith(log_before)
 
 
 def test_checkpoint_keeps_last_best_and_step_files(make_cfg, tmp_path):
