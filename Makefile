@@ -23,10 +23,10 @@ demo: install
 	$(BIN)/genlab eval ckpt=$(DEMO)
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow -n auto --dist worksteal
 
 clean:
 	rm -rf $(VENV) outputs multirun build *.egg-info

@@ -1,3 +1,11 @@
+import os
+
+# `make test` runs the suite on pytest-xdist workers, one per core: each worker (and each command
+# a test starts) gets its share of the cores, since OpenMP threads that outnumber the cores spin
+# against each other and slow every process far more than the share would
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import pytest
 import torch
 from hydra import compose, initialize_config_module
