@@ -340,8 +340,8 @@ def markdown(results: dict, rows: list[str], seeds: list[int], reasons: dict[str
         runs = [r for s, r in sorted(entry.get("seeds", {}).items()) if "error" not in r and int(s) in seeds]
         failed = [f"seed {s}: {r['error']}" for s, r in sorted(entry.get("seeds", {}).items()) if "error" in r and int(s) in seeds]
         if not runs:
-            why = "; ".join(failed) or reasons.get(name, "not run yet")
-            lines.append(f"| {name} ({spec['family']}) | not run: {why} | | | | | | |")
+            why = "; ".join(failed) or reasons.get(name)
+            lines.append(f"| {name} ({spec['family']}) | {'not run: ' + why if why else 'not run yet'} | | | | | | |")
             continue
         show = spec["show"] + [DOMAIN_PREFIX + m for m in DOMAIN[name]]
         shown = ", ".join(f"{k} {fmt_mean_std([r['metrics'].get(k) for r in runs])}" for k in shown_keys(show, runs[0]["metrics"]))
