@@ -426,6 +426,8 @@ def main() -> None:
         try:
             r = (run_reference if "reference" in ROWS[name] else run_genlab)(name, seed, out, sets, args)
         except Exception as e:  # noqa: BLE001  (the row records its failure; the table says so)
+            if "killed by signal" in str(e):  # `pkill -f` reached the data loader's workers: the sitting was stopped, the row did not fail
+                sys.exit(f"{name} seed {seed}: {str(e).strip()}; the sitting stops, nothing recorded for it")
             r = {"error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
             print(f"{name} seed {seed} failed: {r['error']}", flush=True)
         r |= {"budget": budget(name, args), "commit": commit(), "host": platform.node(), "python": platform.python_version(),
